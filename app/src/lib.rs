@@ -1,0 +1,15 @@
+//! The web app that the deployer runs on ECS Fargate.
+//!
+//! [`app`] builds the whole HTTP surface as an axum [`Router`](axum::Router),
+//! so tests drive it without a socket. The binary in `main.rs` only reads the
+//! command line and calls [`startup::serve`] or [`healthcheck::probe`].
+
+pub mod config;
+pub mod healthcheck;
+pub mod routes;
+pub mod secret;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::Config;
+pub use startup::{app, AppState};

@@ -1,0 +1,305 @@
+//! The command line: parses arguments, runs one command and maps its outcome to an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::manifest::{self, Manifest, SecretRef};
+use crate::output::{print_json, Format, Progress};
+use crate::plan::{self, Change, Cx, Mode, Operation, Summary};
+use crate::resources::Kind;
+use crate::rollout::{self, ImageChoice};
+use crate::secret::SecretString;
+
+#[derive(Debug, Parser)]
+#[command(name = "deployer", version, about = "Deploy the Databricks OIDC web app to AWS ECS Fargate from a TOML manifest")]
+pub struct Cli {
+    /// Output format: `text` for people, `json` for one result object on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+
+    /// Show debug logs on stderr (`RUST_LOG` overrides this).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a manifest and report every problem with its line and column.
+    Validate(ManifestArg),
+    /// Show what `up` would create, update, replace or delete.
+    Plan(DeployArgs),
+    /// Create or converge the whole stack, then build and roll out the app and check `/health`.
+    Up(DeployArgs),
+    /// Delete everything `up` created for this app and stage.
+    Destroy(DestroyArgs),
+    /// Show the source bundle `up` would upload: its image tag, hash and files.
+    Bundle(ManifestArg),
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestArg {
+    /// Path of the manifest.
+    #[arg(short, long, env = "DEPLOYER_MANIFEST", default_value = "deployer.toml")]
+    pub manifest: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+
+    /// Run this image (`REPOSITORY[:TAG|@DIGEST]`) instead of building the app source.
+    #[arg(long, value_name = "URI")]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+
+    /// Confirm the deletion; without it `destroy` only lists what it would delete.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// The result object printed with `--output json`.
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    command: &'a str,
+    status: &'a str,
+    changes: &'a [Change],
+    summary: Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    elapsed_seconds: f64,
+}
+
+/// Parses the arguments, runs the command and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: failed to start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(&cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            report_error(&cli, &error);
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose { "deployer=debug,info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(crate::output::color_enabled())
+        .try_init();
+}
+
+/// Prints `error:` with the cause chain and a hint, as people and CI logs read it.
+fn report_error(cli: &Cli, error: &Error) {
+    let mut text = format!("error: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!("\n  caused by: {cause}"));
+        source = cause.source();
+    }
+    if let Some(hint) = error.hint() {
+        text.push_str(&format!("\n  hint: {hint}"));
+    }
+    eprintln!("{text}");
+    if cli.output == Format::Json {
+        print_json(&serde_json::json!({ "status": "error", "error": text, "exit_code": error.exit_code() }));
+    }
+}
+
+async fn run(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Validate(args) => validate(cli, args),
+        Command::Plan(args) => plan_command(cli, args).await,
+        Command::Up(args) => up(cli, args).await,
+        Command::Destroy(args) => destroy(cli, args).await,
+        Command::Bundle(args) => bundle(cli, args),
+    }
+}
+
+fn validate(cli: &Cli, args: &ManifestArg) -> Result<()> {
+    let manifest = manifest::load(&args.manifest)?;
+    match cli.output {
+        Format::Json => print_json(&serde_json::json!({
+            "command": "validate",
+            "status": "ok",
+            "app": manifest.app.name.as_str(),
+            "stage": manifest.app.stage.as_str(),
+        })),
+        Format::Text => eprintln!("`{}` is valid", args.manifest.display()),
+    }
+    Ok(())
+}
+
+fn bundle(cli: &Cli, args: &ManifestArg) -> Result<()> {
+    let manifest = manifest::load(&args.manifest)?;
+    let bundle = rollout::bundle::create(&manifest.build.source_dir)?;
+    match cli.output {
+        Format::Json => print_json(&serde_json::json!({
+            "command": "bundle",
+            "status": "ok",
+            "image_tag": bundle.image_tag(),
+            "sha256": bundle.sha256,
+            "bytes": bundle.bytes.len(),
+            "files": bundle.files,
+        })),
+        Format::Text => {
+            for file in &bundle.files {
+                eprintln!("  {file}");
+            }
+            eprintln!("{} files, {} bytes, sha256 `{}`", bundle.files.len(), bundle.bytes.len(), bundle.sha256);
+            println!("{}", bundle.image_tag());
+        }
+    }
+    Ok(())
+}
+
+/// Loads the manifest, the AWS configuration and the caller's account into a context.
+async fn context(cli: &Cli, path: &std::path::Path, mode: Mode) -> Result<Cx> {
+    let manifest = manifest::load(path)?;
+    let client_secret = read_client_secret(&manifest, mode)?;
+    let config = crate::aws::load_config(&manifest.aws.region).await;
+    let clients = crate::aws::Clients::new(&config);
+    let account_id = caller_account(&clients).await?;
+    if let Some(expected) = &manifest.aws.account_id {
+        if *expected != account_id {
+            return Err(Error::Input(format!(
+                "the AWS credentials belong to account `{account_id}`, but `aws.account_id` is `{expected}`; switch credentials or fix the manifest"
+            )));
+        }
+    }
+
+    let progress = Progress::new(false);
+    progress.say(format!(
+        "{} `{}` in account `{account_id}`, region `{}`",
+        match mode {
+            Mode::Plan => "planning",
+            Mode::Apply => "applying",
+        },
+        manifest.app.name.as_str().to_owned() + "/" + manifest.app.stage.as_str(),
+        manifest.aws.region
+    ));
+    let _ = cli;
+    let mut cx = Cx::new(manifest, clients, account_id, mode, progress);
+    cx.client_secret = client_secret;
+    Ok(cx)
+}
+
+/// Reads the client secret from the variable the manifest names. `up` needs it; `plan` can do without.
+fn read_client_secret(manifest: &Manifest, mode: Mode) -> Result<Option<SecretString>> {
+    let SecretRef::Env(variable) = &manifest.databricks.client_secret else {
+        return Ok(None);
+    };
+    match std::env::var(variable) {
+        Ok(value) if !value.is_empty() => Ok(Some(SecretString::new(value))),
+        _ if mode == Mode::Plan => Ok(None),
+        _ => Err(Error::Input(format!(
+            "environment variable `{variable}` named by `databricks.client_secret` is not set or empty; export it with the OAuth app's client secret"
+        ))),
+    }
+}
+
+async fn caller_account(clients: &crate::aws::Clients) -> Result<String> {
+    let identity = clients
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| Error::aws("read the caller identity of", "the AWS credentials", e))?;
+    identity
+        .account()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Failed("STS returned no account id for the credentials".into()))
+}
+
+fn image_choice(args: &DeployArgs) -> ImageChoice {
+    match &args.image {
+        Some(uri) => ImageChoice::Uri(uri.clone()),
+        None => ImageChoice::Build,
+    }
+}
+
+async fn plan_command(cli: &Cli, args: &DeployArgs) -> Result<()> {
+    let cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
+    let mut changes = plan::run(&cx, Kind::ALL, Operation::Converge).await?;
+    changes.extend(rollout::plan(&cx, &image_choice(args)).await?);
+    finish(cli, &cx, "plan", &changes, None);
+    Ok(())
+}
+
+async fn up(cli: &Cli, args: &DeployArgs) -> Result<()> {
+    let cx = context(cli, &args.manifest.manifest, Mode::Apply).await?;
+    let mut changes = plan::run(&cx, Kind::ALL, Operation::Converge).await?;
+    changes.extend(rollout::apply(&cx, &image_choice(args)).await?);
+    let url = Some(format!("https://{}", cx.manifest.https.domain));
+    finish(cli, &cx, "up", &changes, url);
+    Ok(())
+}
+
+async fn destroy(cli: &Cli, args: &DestroyArgs) -> Result<()> {
+    let mode = if args.yes { Mode::Apply } else { Mode::Plan };
+    let cx = context(cli, &args.manifest.manifest, mode).await?;
+    if !args.yes {
+        return Err(Error::Input(format!(
+            "`destroy` deletes every resource of `{}`; rerun with `--yes` to confirm",
+            cx.names.prefix
+        )));
+    }
+    let mut changes = rollout::service::destroy(&cx).await?;
+    changes.extend(plan::run(&cx, Kind::ALL, Operation::Destroy).await?);
+    finish(cli, &cx, "destroy", &changes, None);
+    Ok(())
+}
+
+/// Prints the changes and their summary for people (stderr) or machines (stdout).
+fn finish(cli: &Cli, cx: &Cx, command: &str, changes: &[Change], url: Option<String>) {
+    let summary = Summary::of(changes);
+    match cli.output {
+        Format::Json => print_json(&Report {
+            command,
+            status: "ok",
+            changes,
+            summary,
+            url,
+            elapsed_seconds: cx.progress.elapsed().as_secs_f64(),
+        }),
+        Format::Text => {
+            for change in changes {
+                eprintln!("{change}");
+            }
+            match (command, summary.is_empty()) {
+                ("plan", true) => eprintln!("no changes: the stack matches the manifest"),
+                ("plan", false) => eprintln!("plan: {summary}"),
+                (_, true) => eprintln!("{command}: no changes, everything is up to date"),
+                (_, false) => eprintln!("{command}: {summary} (done)"),
+            }
+            if let Some(url) = url {
+                eprintln!("app: {url}");
+            }
+        }
+    }
+}

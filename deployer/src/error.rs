@@ -1,0 +1,102 @@
+//! Errors of the deployer library and the exit codes the CLI maps them to.
+
+use std::time::Duration;
+
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use crate::manifest::ManifestError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid manifest")]
+    Manifest(#[source] ManifestError),
+
+    #[error("{0}")]
+    Input(String),
+
+    #[error("failed to {action} `{resource}`")]
+    Aws {
+        action: String,
+        resource: String,
+        #[source]
+        source: AwsError,
+    },
+
+    #[error("{kind} `{name}` already exists but was not created by this deployer (no `deployer:app`/`deployer:stage` tags for `{app}`)")]
+    NotOwned {
+        kind: &'static str,
+        name: String,
+        app: String,
+    },
+
+    #[error("timed out after {} waiting for {waiting_for}", humantime::format_duration(*.after))]
+    Timeout { waiting_for: String, after: Duration },
+
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// An AWS SDK error rendered with its whole context (code, message, request id).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AwsError(String);
+
+impl Error {
+    /// Wraps an SDK error with the action that failed and the resource it was for.
+    pub fn aws<E>(action: impl Into<String>, resource: impl Into<String>, source: E) -> Self
+    where
+        E: std::error::Error,
+    {
+        Error::Aws {
+            action: action.into(),
+            resource: resource.into(),
+            source: AwsError(DisplayErrorContext(&source).to_string()),
+        }
+    }
+
+    /// A hint for the person reading the error, where one helps.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::NotOwned { .. } => Some(
+                "choose another `app.name` or `app.stage`, or delete or tag the existing resource if it is yours"
+                    .into(),
+            ),
+            Error::Aws { source, .. } if is_credentials_problem(&source.0) => Some(
+                "check the AWS credentials: set `AWS_PROFILE`, run `aws sso login`, or export `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`"
+                    .into(),
+            ),
+            Error::Aws { source, .. } if is_connection_problem(&source.0) => Some(
+                "check the network path to the AWS endpoint (`AWS_ENDPOINT_URL` when set) and retry".into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The process exit code: 2 for invalid input, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Manifest(_) | Error::Input(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn is_credentials_problem(text: &str) -> bool {
+    ["NoCredentialsProviders", "no credentials", "InvalidClientTokenId", "ExpiredToken", "UnrecognizedClient"]
+        .iter()
+        .any(|needle| text.contains(needle))
+}
+
+fn is_connection_problem(text: &str) -> bool {
+    ["dispatch failure", "io error", "Connection refused", "timed out"]
+        .iter()
+        .any(|needle| text.contains(needle))
+}
+
+impl From<ManifestError> for Error {
+    fn from(error: ManifestError) -> Self {
+        Error::Manifest(error)
+    }
+}

@@ -1,0 +1,183 @@
+//! A deterministic zip of the app source: the same files give the same bytes and the same hash,
+//! so an unchanged source maps to an image tag that already exists and skips the build.
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+
+use ignore::WalkBuilder;
+use sha2::{Digest, Sha256};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, DateTime, ZipWriter};
+
+use crate::error::{Error, Result};
+
+/// The CodeBuild buildspec, placed at the bundle's root where CodeBuild looks for it.
+const BUILDSPEC: &str = include_str!("../../../templates/buildspec.yml");
+
+/// Ignore file read beside `.gitignore`, for files that are in git but must not be built.
+pub const IGNORE_FILE: &str = ".deployerignore";
+
+/// Paths never bundled: build output, dependencies, VCS data and likely secrets.
+const ALWAYS_EXCLUDED: &[&str] = &[".git", "target", "node_modules", ".venv", ".local"];
+
+/// A bundle ready to upload.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub bytes: Vec<u8>,
+    /// Hex SHA-256 of `bytes`.
+    pub sha256: String,
+    pub files: Vec<String>,
+}
+
+impl Bundle {
+    /// The image tag for this bundle: `src-` and the first 20 hex digits of its hash.
+    pub fn image_tag(&self) -> String {
+        format!("src-{}", &self.sha256[..20])
+    }
+
+    /// The S3 key the bundle is uploaded to.
+    pub fn object_key(&self) -> String {
+        format!("bundles/{}.zip", self.image_tag())
+    }
+}
+
+/// Zips `source_dir`, honouring `.gitignore` and `.deployerignore`, with fixed timestamps and
+/// modes and files in sorted order.
+pub fn create(source_dir: &Path) -> Result<Bundle> {
+    let files = list_files(source_dir)?;
+    if !files.iter().any(|path| path == Path::new("Cargo.toml")) {
+        return Err(Error::Input(format!(
+            "`{}` has no `Cargo.toml`; set `build.source_dir` to the repository root that holds the app",
+            source_dir.display()
+        )));
+    }
+
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+    let options = SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .last_modified_time(DateTime::default())
+        .unix_permissions(0o644);
+    let mut names = Vec::new();
+    for relative in &files {
+        let name = relative.to_string_lossy().replace('\\', "/");
+        let bytes = std::fs::read(source_dir.join(relative))
+            .map_err(|e| Error::Input(format!("cannot read `{}` for the bundle: {e}", relative.display())))?;
+        add(&mut zip, &name, &bytes, options)?;
+        names.push(name);
+    }
+    add(&mut zip, "buildspec.yml", BUILDSPEC.as_bytes(), options)?;
+    names.push("buildspec.yml".into());
+
+    let bytes = zip
+        .finish()
+        .map_err(|e| Error::Failed(format!("failed to finish the bundle: {e}")))?
+        .into_inner();
+    let sha256 = hex(&Sha256::digest(&bytes));
+    Ok(Bundle { bytes, sha256, files: names })
+}
+
+fn add(zip: &mut ZipWriter<Cursor<Vec<u8>>>, name: &str, bytes: &[u8], options: SimpleFileOptions) -> Result<()> {
+    zip.start_file(name, options)
+        .and_then(|()| zip.write_all(bytes).map_err(Into::into))
+        .map_err(|e| Error::Failed(format!("failed to add `{name}` to the bundle: {e}")))
+}
+
+/// Relative paths of the files to bundle, sorted.
+fn list_files(source_dir: &Path) -> Result<Vec<PathBuf>> {
+    if !source_dir.is_dir() {
+        return Err(Error::Input(format!(
+            "`build.source_dir` `{}` is not a folder; set it to the repository root that holds the app",
+            source_dir.display()
+        )));
+    }
+    let mut files = Vec::new();
+    let walker = WalkBuilder::new(source_dir)
+        .hidden(false)
+        .git_ignore(true)
+        .require_git(false)
+        .add_custom_ignore_filename(IGNORE_FILE)
+        .filter_entry(|entry| !ALWAYS_EXCLUDED.contains(&entry.file_name().to_string_lossy().as_ref()))
+        .build();
+    for entry in walker {
+        let entry = entry.map_err(|e| Error::Input(format!("cannot list `{}`: {e}", source_dir.display())))?;
+        if !entry.file_type().is_some_and(|kind| kind.is_file()) {
+            continue;
+        }
+        let relative = entry.path().strip_prefix(source_dir).unwrap_or(entry.path()).to_path_buf();
+        if is_secret_file(&relative) {
+            continue;
+        }
+        files.push(relative);
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Environment files and private keys stay out of the bundle even when git tracks them.
+fn is_secret_file(path: &Path) -> bool {
+    let name = path.file_name().map(|name| name.to_string_lossy().to_lowercase()).unwrap_or_default();
+    name == ".env" || name.starts_with(".env.") || name.ends_with(".pem") || name.ends_with(".key")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Cargo.toml"), "[workspace]\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("app/src")).unwrap();
+        std::fs::write(dir.path().join("app/src/main.rs"), "fn main() {}\n").unwrap();
+        std::fs::write(dir.path().join(".env"), "SECRET=1\n").unwrap();
+        std::fs::write(dir.path().join("server.pem"), "key\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("target/debug")).unwrap();
+        std::fs::write(dir.path().join("target/debug/app"), "binary").unwrap();
+        std::fs::write(dir.path().join(IGNORE_FILE), "notes.txt\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "private\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn bundle_is_deterministic() {
+        let dir = sample_tree();
+        let first = create(dir.path()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.path().join("app/src/main.rs"), "fn main() {}\n").unwrap();
+        let second = create(dir.path()).unwrap();
+        assert_eq!(first.sha256, second.sha256);
+        assert_eq!(first.bytes, second.bytes);
+    }
+
+    #[test]
+    fn bundle_hash_follows_content() {
+        let dir = sample_tree();
+        let first = create(dir.path()).unwrap();
+        std::fs::write(dir.path().join("app/src/main.rs"), "fn main() { println!(); }\n").unwrap();
+        let second = create(dir.path()).unwrap();
+        assert_ne!(first.sha256, second.sha256);
+        assert_ne!(first.image_tag(), second.image_tag());
+    }
+
+    #[test]
+    fn bundle_leaves_out_secrets_and_output() {
+        let dir = sample_tree();
+        let bundle = create(dir.path()).unwrap();
+        assert!(bundle.files.contains(&"app/src/main.rs".to_string()));
+        assert!(bundle.files.contains(&"buildspec.yml".to_string()));
+        assert!(!bundle.files.iter().any(|file| file == ".env"));
+        assert!(!bundle.files.iter().any(|file| file.ends_with(".pem")));
+        assert!(!bundle.files.iter().any(|file| file.starts_with("target/")));
+        assert!(!bundle.files.iter().any(|file| file == "notes.txt"));
+    }
+
+    #[test]
+    fn bundle_without_cargo_toml_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = create(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("no `Cargo.toml`"), "{error}");
+    }
+}

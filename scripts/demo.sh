@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Deploys the app to a local emulated AWS stack, end to end.
+#
+#   scripts/demo.sh          install the emulator, start it, build, start the
+#                            app on 127.0.0.1:8080 and run `deployer up`
+#   scripts/demo.sh stop     stop the app and the emulator
+#
+# The emulator (moto) runs no containers, so the demo runs the app as a local
+# process, and manifests/local.toml points `deploy.health_url` at it. The AWS
+# credentials below are moto's dummy ones, and every AWS call goes to the
+# emulator through AWS_ENDPOINT_URL.
+#
+# Environment: CARGO_TARGET_DIR (default `target`), MOTO_PORT (see
+# scripts/emulator.sh).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+target_dir=${CARGO_TARGET_DIR:-target}
+app_bin=$target_dir/debug/app
+deployer_bin=$target_dir/debug/deployer
+app_port=8080
+app_pid_file=.local/app.pid
+app_log=.local/app.log
+manifest=manifests/local.toml
+
+step() { printf '\n==> %s\n' "$*"; }
+say() { printf 'demo: %s\n' "$*"; }
+fail() {
+    printf 'demo: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Prints the pid from the app's pid file if that process is still the app.
+app_pid() {
+    [[ -f $app_pid_file ]] || return 1
+    local pid
+    pid=$(<"$app_pid_file")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    [[ "$(ps -o args= -p "$pid" 2>/dev/null)" == */debug/app* ]] || return 1
+    printf '%s\n' "$pid"
+}
+
+app_healthy() {
+    APP_BIND_ADDR=127.0.0.1 PORT=$app_port "$app_bin" healthcheck >/dev/null 2>&1
+}
+
+stop_app() {
+    local pid
+    if ! pid=$(app_pid); then
+        rm -f "$app_pid_file"
+        say "app not running"
+        return 0
+    fi
+
+    # The app finishes open requests and exits on SIGTERM.
+    kill -TERM "$pid"
+    local deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "app (pid $pid) did not exit 10 s after SIGTERM; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$app_pid_file"
+    say "stopped the app (pid $pid)"
+}
+
+start_app() {
+    # Restart an app left by an earlier run, so that the new build serves.
+    stop_app
+    if (exec 3<>"/dev/tcp/127.0.0.1/$app_port") 2>/dev/null; then
+        fail "port \`$app_port\` on 127.0.0.1 is already in use; stop the process that uses it and run scripts/demo.sh again"
+    fi
+
+    mkdir -p .local
+    APP_BIND_ADDR=127.0.0.1 \
+        PORT=$app_port \
+        LOG_FORMAT=text \
+        APP_VERSION=local-demo \
+        nohup "$app_bin" serve >"$app_log" 2>&1 </dev/null &
+    local pid=$!
+    printf '%s\n' "$pid" >"$app_pid_file"
+
+    local deadline=$((SECONDS + 10))
+    until app_healthy; do
+        if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+            tail -n 20 "$app_log" >&2 || true
+            fail "the app did not become healthy on 127.0.0.1:$app_port; see \`$app_log\`"
+        fi
+        sleep 0.1
+    done
+    say "app running (pid $pid) at http://127.0.0.1:$app_port; log: \`$app_log\`"
+}
+
+case ${1:-start} in
+start) ;;
+stop)
+    stop_app
+    scripts/emulator.sh stop
+    exit 0
+    ;;
+*)
+    printf 'usage: scripts/demo.sh [start|stop]\n' >&2
+    exit 2
+    ;;
+esac
+
+# On failure, say what may still run and how to stop it.
+trap 'status=$?; if ((status != 0)); then say "failed; the emulator and the app may still run: stop them with scripts/demo.sh stop" >&2; fi' EXIT
+
+step "installing the emulator (scripts/setup.sh)"
+scripts/setup.sh
+
+step "starting the emulator (scripts/emulator.sh start)"
+endpoint=$(scripts/emulator.sh start)
+
+step "building the deployer and the app"
+cargo build -p deployer -p app
+
+step "starting the app on 127.0.0.1:$app_port"
+start_app
+
+step "deploying with \`deployer up -m $manifest\`"
+# Point every AWS call at the emulator with moto's dummy credentials, and drop
+# settings that could send a call elsewhere: a named profile, a session
+# token, per-service endpoints and the EC2 instance metadata service.
+unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN
+while IFS= read -r name; do
+    unset "$name"
+done < <(compgen -e | grep '^AWS_ENDPOINT_URL_' || true)
+export AWS_ENDPOINT_URL=$endpoint
+export AWS_ACCESS_KEY_ID=testing
+export AWS_SECRET_ACCESS_KEY=testing
+export AWS_REGION=ap-northeast-1
+export AWS_EC2_METADATA_DISABLED=true
+# The manifest reads the Databricks client secret from this variable.
+export DATABRICKS_CLIENT_SECRET=local-demo-secret
+"$deployer_bin" up -m "$manifest"
+
+step "checking the app"
+app_healthy || fail "the app at http://127.0.0.1:$app_port/health is not healthy; see \`$app_log\`"
+say "the app is healthy: http://127.0.0.1:$app_port/health"
+say "the emulator is at $endpoint"
+say "stop both with: scripts/demo.sh stop"

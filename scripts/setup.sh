@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Creates the virtualenv `.venv` at the repository root and installs the AWS
+# emulator (moto) into it from tests/emulator/requirements.txt.
+#
+#   scripts/setup.sh
+#
+# Running it again is cheap: it skips the install when `.venv` already contains
+# exactly the requirements and constraints files that are checked in, which it
+# tells by a SHA-256 stamp written after each successful install.
+#
+# Environment: PYTHON names the interpreter that creates `.venv` (default
+# `python3`, which must be CPython 3.11 or later).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+python=${PYTHON:-python3}
+venv=.venv
+requirements=tests/emulator/requirements.txt
+constraints=tests/emulator/constraints.txt
+stamp=$venv/.requirements.sha256
+
+say() { printf 'setup: %s\n' "$*"; }
+fail() {
+    printf 'setup: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# sha256sum is in GNU coreutils; macOS has shasum instead.
+sha256_of_stdin() {
+    if command -v sha256sum >/dev/null 2>&1; then
+        sha256sum | cut -d ' ' -f 1
+    else
+        shasum -a 256 | cut -d ' ' -f 1
+    fi
+}
+
+installed_moto_version() {
+    "$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null ||
+        echo "unknown"
+}
+
+if ! command -v "$python" >/dev/null 2>&1; then
+    fail "\`$python\` not found; install CPython 3.11 or later, or set PYTHON to its path"
+fi
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    fail "\`$python\` is $("$python" --version 2>&1); install CPython 3.11 or later, or set PYTHON to its path"
+fi
+
+# A virtualenv whose interpreter was removed or upgraded away cannot run, so rebuild it.
+if [[ -e $venv ]] && ! "$venv/bin/python" -c '' >/dev/null 2>&1; then
+    say "removing \`$venv\`, whose Python no longer runs"
+    rm -rf "$venv"
+fi
+
+if [[ ! -x $venv/bin/python ]]; then
+    say "creating \`$venv\` with $("$python" --version 2>&1)"
+    "$python" -m venv "$venv" ||
+        fail "failed to create \`$venv\`; on Debian or Ubuntu install the \`python3-venv\` package"
+fi
+
+wanted=$(cat "$requirements" "$constraints" | sha256_of_stdin)
+if [[ -f $stamp && "$(<"$stamp")" == "$wanted" && -x $venv/bin/moto_server ]]; then
+    say "moto $(installed_moto_version) is already installed in \`$venv\`; nothing to do"
+    exit 0
+fi
+
+say "installing \`$requirements\` into \`$venv\` (about 30 s on first run)"
+"$venv/bin/python" -m pip install --disable-pip-version-check --no-input --quiet \
+    --requirement "$requirements"
+[[ -x $venv/bin/moto_server ]] || fail "pip finished but \`$venv/bin/moto_server\` is missing"
+
+printf '%s\n' "$wanted" >"$stamp"
+say "installed moto $(installed_moto_version) in \`$venv\`"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the tests of the workspace: unit tests and the end-to-end tests of the
+# deployer against the AWS emulator.
+#
+#   scripts/test.sh [CARGO TEST ARGUMENTS...]
+#
+# The arguments go to `cargo test`, for example `scripts/test.sh -p app` or
+# `scripts/test.sh -- --nocapture`. Without `-p`/`--package` every package of
+# the workspace is tested. The end-to-end tests start their own moto server
+# from the virtualenv that scripts/setup.sh creates, which they find through
+# DEPLOYER_MOTO_SERVER.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/setup.sh
+
+export DEPLOYER_MOTO_SERVER=$PWD/.venv/bin/moto_server
+# Keep the AWS SDK from asking the EC2 instance metadata service for credentials.
+export AWS_EC2_METADATA_DISABLED=true
+
+# `--workspace` would override a package selection, so add it only when the
+# arguments before `--` select no package.
+scope=(--workspace)
+for argument in "$@"; do
+    case $argument in
+    --) break ;;
+    -p | -p* | --package | --package=*) scope=() ;;
+    esac
+done
+
+exec cargo test ${scope[@]+"${scope[@]}"} "$@"
