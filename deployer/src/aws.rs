@@ -3,6 +3,7 @@
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 /// Every AWS client the deployer uses, all built from the same configuration.
 #[derive(Clone, Debug)]
@@ -24,16 +25,19 @@ pub struct Clients {
 /// Loads the standard credential and endpoint chain (environment, profile, SSO, web identity,
 /// `AWS_ENDPOINT_URL`) for `region`, with retries on throttling and 5xx answers.
 pub async fn load_config(region: &str) -> SdkConfig {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
-        .http_client(http_client)
+        .http_client(http_client())
         .retry_config(RetryConfig::standard().with_max_attempts(6))
         .load()
         .await
+}
+
+/// The SDK's HTTPS client on rustls with ring, the one TLS stack of the workspace.
+pub fn http_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 impl Clients {

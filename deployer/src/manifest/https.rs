@@ -99,15 +99,14 @@ fn domain_problem(domain: &str) -> Option<&'static str> {
 fn hosted_zone_id(cx: &mut Checker, value: &Spanned<String>) -> Option<String> {
     let text = value.get_ref();
     let id = text.strip_prefix("/hostedzone/").unwrap_or(text);
-    let valid = id.len() > 1
-        && id.starts_with('Z')
-        && id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    // AWS's own ids start with `Z`, but the API documents only upper-case letters and digits.
+    let valid = (1..=32).contains(&id.len()) && id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
     if valid {
         return Some(id.to_owned());
     }
 
     let upper = id.to_ascii_uppercase();
-    let hint = if upper.starts_with('Z') && upper.chars().all(|c| c.is_ascii_alphanumeric()) {
+    let hint = if (1..=32).contains(&upper.len()) && upper.chars().all(|c| c.is_ascii_alphanumeric()) {
         format!("write `{upper}`: hosted zone ids are upper-case")
     } else {
         "copy the id from the Route 53 console or `aws route53 list-hosted-zones`, such as `Z0123456789ABCDEFGHIJ`".to_owned()

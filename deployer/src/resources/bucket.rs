@@ -142,7 +142,13 @@ pub async fn converge(cx: &Cx) -> Result<Vec<Change>> {
     }
 
     let tags = read_tags(cx, &bucket).await?;
-    if !cx.names.owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str()))) {
+    let owned = cx
+        .names
+        .owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str())));
+    // A run stopped between creating the bucket and tagging it leaves an empty, untagged bucket
+    // under our derived name, which embeds this account's id. Such a bucket holds nothing to
+    // lose, so it is adopted and tagged below; a bucket with tags or objects never is.
+    if !owned && !(tags.is_empty() && is_empty(cx, &bucket).await?) {
         return Err(Error::NotOwned {
             kind: BUCKET,
             name: bucket,
@@ -173,6 +179,19 @@ pub async fn converge(cx: &Cx) -> Result<Vec<Change>> {
         cx.progress.say(format!("updated {BUCKET} `{bucket}`"));
     }
     Ok(vec![change])
+}
+
+async fn is_empty(cx: &Cx, bucket: &str) -> Result<bool> {
+    let listed = cx
+        .aws
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .max_keys(1)
+        .send()
+        .await
+        .map_err(|e| Error::aws("list the objects of S3 bucket", bucket, e))?;
+    Ok(listed.key_count().unwrap_or(0) == 0 && listed.contents().is_empty())
 }
 
 fn name_taken(bucket: &str) -> Error {
@@ -277,7 +296,11 @@ async fn apply_differences(cx: &Cx, bucket: &str, current: &Settings, fields: &[
             "default_encryption" => put_encryption(cx, bucket).await?,
             "object_ownership" => put_object_ownership(cx, bucket).await?,
             "lifecycle_rule" => put_lifecycle(cx, bucket, &current.lifecycle).await?,
-            other => return Err(Error::Failed(format!("internal error: no update for bucket field `{other}`"))),
+            other => {
+                return Err(Error::Failed(format!(
+                    "internal error: no update for bucket field `{other}`"
+                )))
+            }
         }
     }
     Ok(())
@@ -345,7 +368,14 @@ async fn read_object_ownership(cx: &Cx, bucket: &str) -> Result<Option<String>> 
 }
 
 async fn read_lifecycle(cx: &Cx, bucket: &str) -> Result<Lifecycle> {
-    match cx.aws.s3.get_bucket_lifecycle_configuration().bucket(bucket).send().await {
+    match cx
+        .aws
+        .s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+    {
         Ok(read) => {
             let (ours, others): (Vec<&LifecycleRule>, Vec<&LifecycleRule>) =
                 read.rules().iter().partition(|rule| rule.id() == Some(BUNDLE_RULE_ID));
@@ -416,7 +446,11 @@ async fn put_encryption(cx: &Cx, bucket: &str) -> Result<()> {
         .build()
         .map_err(invalid_request)?;
     let configuration = ServerSideEncryptionConfiguration::builder()
-        .rules(ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(default).build())
+        .rules(
+            ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(default)
+                .build(),
+        )
         .build()
         .map_err(invalid_request)?;
     cx.aws
@@ -435,7 +469,10 @@ async fn put_object_ownership(cx: &Cx, bucket: &str) -> Result<()> {
         .object_ownership(ObjectOwnership::BucketOwnerEnforced)
         .build()
         .map_err(invalid_request)?;
-    let controls = OwnershipControls::builder().rules(rule).build().map_err(invalid_request)?;
+    let controls = OwnershipControls::builder()
+        .rules(rule)
+        .build()
+        .map_err(invalid_request)?;
     cx.aws
         .s3
         .put_bucket_ownership_controls()
@@ -485,7 +522,13 @@ pub async fn destroy(cx: &Cx) -> Result<Vec<Change>> {
         Existence::Exists => {}
     }
     let tags = read_tags(cx, &bucket).await?;
-    if !cx.names.owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str()))) {
+    let owned = cx
+        .names
+        .owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str())));
+    // A run stopped between creating the bucket and tagging it leaves an empty, untagged bucket
+    // under our derived name, which embeds this account's id. Such a bucket holds nothing to
+    // lose, so it is adopted and tagged below; a bucket with tags or objects never is.
+    if !owned && !(tags.is_empty() && is_empty(cx, &bucket).await?) {
         return Ok(Vec::new());
     }
 
@@ -517,13 +560,24 @@ async fn empty_bucket(cx: &Cx, bucket: &str) -> Result<()> {
             .await
             .map_err(|e| Error::aws("list the objects in S3 bucket", bucket, e))?;
 
-        let versions = page.versions().iter().map(|version| (version.key(), version.version_id()));
-        let markers = page.delete_markers().iter().map(|marker| (marker.key(), marker.version_id()));
+        let versions = page
+            .versions()
+            .iter()
+            .map(|version| (version.key(), version.version_id()));
+        let markers = page
+            .delete_markers()
+            .iter()
+            .map(|marker| (marker.key(), marker.version_id()));
         let objects = versions
             .chain(markers)
             .filter_map(|(key, version_id)| {
                 let key = key?;
-                Some(ObjectIdentifier::builder().key(key).set_version_id(version_id.map(str::to_owned)).build())
+                Some(
+                    ObjectIdentifier::builder()
+                        .key(key)
+                        .set_version_id(version_id.map(str::to_owned))
+                        .build(),
+                )
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(invalid_request)?;
@@ -588,7 +642,10 @@ mod tests {
     #[test]
     fn bundle_rule_description() {
         assert_eq!(describe_bundle_rule(&None), "(none)");
-        assert_eq!(describe_bundle_rule(&Some(BundleRule::desired())), "`bundles/` expires after 30 days");
+        assert_eq!(
+            describe_bundle_rule(&Some(BundleRule::desired())),
+            "`bundles/` expires after 30 days"
+        );
     }
 
     #[test]

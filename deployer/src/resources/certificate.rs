@@ -55,6 +55,12 @@ pub async fn converge(cx: &Cx) -> Result<Vec<Change>> {
 
 /// Finds a certificate of ours for `domain` that is issued or still validating.
 async fn find(cx: &Cx, domain: &str) -> Result<Option<String>> {
+    Ok(find_all(cx, domain).await?.into_iter().next())
+}
+
+/// Every certificate of ours for `domain`. The request carries the tags, so a run stopped right
+/// after it leaves a tagged certificate that the next run finds instead of requesting another.
+async fn find_all(cx: &Cx, domain: &str) -> Result<Vec<String>> {
     let mut candidates = Vec::new();
     let mut pages = cx
         .aws
@@ -73,6 +79,7 @@ async fn find(cx: &Cx, domain: &str) -> Result<Option<String>> {
         }
     }
 
+    let mut ours = Vec::new();
     for arn in candidates {
         let tags = cx
             .aws
@@ -84,10 +91,10 @@ async fn find(cx: &Cx, domain: &str) -> Result<Option<String>> {
             .map_err(|e| Error::aws("read the tags of certificate", &arn, e))?;
         let pairs = tags.tags().iter().map(|tag| (tag.key(), tag.value().unwrap_or_default()));
         if cx.names.owns(pairs) {
-            return Ok(Some(arn));
+            ours.push(arn);
         }
     }
-    Ok(None)
+    Ok(ours)
 }
 
 async fn request(cx: &Cx, domain: &str) -> Result<String> {
@@ -103,9 +110,6 @@ async fn request(cx: &Cx, domain: &str) -> Result<String> {
         .request_certificate()
         .domain_name(domain)
         .validation_method(ValidationMethod::Dns)
-        // The same token within an hour returns the same certificate, so a run that stopped
-        // right after this call does not leave a second one behind.
-        .idempotency_token(idempotency_token(&cx.names.prefix))
         .set_tags(Some(tags))
         .send()
         .await
@@ -113,11 +117,6 @@ async fn request(cx: &Cx, domain: &str) -> Result<String> {
     let arn = requested.certificate_arn().unwrap_or_default().to_owned();
     cx.progress.say(format!("created {CERTIFICATE} `{domain}`"));
     Ok(arn)
-}
-
-/// ACM idempotency tokens are at most 32 word characters.
-fn idempotency_token(prefix: &str) -> String {
-    prefix.chars().filter(char::is_ascii_alphanumeric).take(32).collect()
 }
 
 async fn describe(cx: &Cx, arn: &str) -> Result<CertificateDetail> {
@@ -206,16 +205,17 @@ pub async fn destroy(cx: &Cx) -> Result<Vec<Change>> {
         return Ok(Vec::new());
     }
     let domain = cx.manifest.https.domain.clone();
-    let Some(arn) = find(cx, &domain).await? else {
-        return Ok(Vec::new());
-    };
-    cx.aws
-        .acm
-        .delete_certificate()
-        .certificate_arn(&arn)
-        .send()
-        .await
-        .map_err(|e| Error::aws("delete certificate", &domain, e))?;
-    cx.progress.say(format!("deleted {CERTIFICATE} `{domain}`"));
-    Ok(vec![Change::delete(CERTIFICATE, domain)])
+    let mut changes = Vec::new();
+    for arn in find_all(cx, &domain).await? {
+        cx.aws
+            .acm
+            .delete_certificate()
+            .certificate_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| Error::aws("delete certificate", &domain, e))?;
+        cx.progress.say(format!("deleted {CERTIFICATE} `{domain}`"));
+        changes.push(Change::delete(CERTIFICATE, &domain));
+    }
+    Ok(changes)
 }

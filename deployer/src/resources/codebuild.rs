@@ -20,7 +20,7 @@ use crate::wait::poll_until;
 
 const PROJECT: &str = "codebuild:project";
 
-/// Where the bundle keeps its buildspec.
+/// Path of the buildspec inside the bundle.
 const BUILDSPEC: &str = "buildspec.yml";
 
 /// Shown in a plan for a value that exists only once an earlier step has been applied.
@@ -54,8 +54,14 @@ struct Settings {
 impl Settings {
     fn desired(cx: &Cx) -> Self {
         let outputs = cx.outputs();
-        let repository_uri = outputs.repository_uri.clone().unwrap_or_else(|| KNOWN_AFTER_APPLY.into());
-        let service_role = outputs.codebuild_role_arn.clone().unwrap_or_else(|| KNOWN_AFTER_APPLY.into());
+        let repository_uri = outputs
+            .repository_uri
+            .clone()
+            .unwrap_or_else(|| KNOWN_AFTER_APPLY.into());
+        let service_role = outputs
+            .codebuild_role_arn
+            .clone()
+            .unwrap_or_else(|| KNOWN_AFTER_APPLY.into());
         drop(outputs);
 
         let build = &cx.manifest.build;
@@ -82,11 +88,15 @@ impl Settings {
 
     /// True when a value still waits for an earlier step, which only happens in plan mode.
     fn has_unknowns(&self) -> bool {
-        self.service_role == KNOWN_AFTER_APPLY || self.environment_variables.values().any(|value| value == KNOWN_AFTER_APPLY)
+        self.service_role == KNOWN_AFTER_APPLY
+            || self
+                .environment_variables
+                .values()
+                .any(|value| value == KNOWN_AFTER_APPLY)
     }
 }
 
-/// The path with `/` between components, as the Linux build container expects it.
+/// Joins the path's components with `/`, as the Linux build container expects.
 fn slash_path(path: &Path) -> String {
     path.components()
         .map(|component| component.as_os_str().to_string_lossy())
@@ -125,7 +135,12 @@ pub async fn converge(cx: &Cx) -> Result<Vec<Change>> {
         .map(|(key, value)| (key.as_str(), value.as_str()))
         .filter(|(key, _)| cx.names.tags.contains_key(*key))
         .collect();
-    let desired_tags: BTreeMap<&str, &str> = cx.names.tags.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
+    let desired_tags: BTreeMap<&str, &str> = cx
+        .names
+        .tags
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
     diff_field(&mut fields, "tags", current_owned_tags, desired_tags);
 
     let Some(change) = Change::update(PROJECT, &name, fields) else {
@@ -144,14 +159,29 @@ pub async fn converge(cx: &Cx) -> Result<Vec<Change>> {
     Ok(vec![change])
 }
 
-/// The fields of `project` that differ from `desired`. Settings the deployer does not set, and
+/// Lists the fields of `project` that differ from `desired`. Settings the deployer does not set, and
 /// the defaults CodeBuild fills in for them, are not compared.
 fn differences(desired: &Settings, project: &Project) -> Vec<FieldChange> {
     let mut fields = Vec::new();
     let source = project.source();
-    diff_field(&mut fields, "source.type", source.map(|s| s.r#type().as_str()), Some(desired.source_type.as_str()));
-    diff_field(&mut fields, "source.location", source.and_then(ProjectSource::location), Some(desired.source_location.as_str()));
-    diff_field(&mut fields, "source.buildspec", source.and_then(ProjectSource::buildspec), Some(desired.buildspec.as_str()));
+    diff_field(
+        &mut fields,
+        "source.type",
+        source.map(|s| s.r#type().as_str()),
+        Some(desired.source_type.as_str()),
+    );
+    diff_field(
+        &mut fields,
+        "source.location",
+        source.and_then(ProjectSource::location),
+        Some(desired.source_location.as_str()),
+    );
+    diff_field(
+        &mut fields,
+        "source.buildspec",
+        source.and_then(ProjectSource::buildspec),
+        Some(desired.buildspec.as_str()),
+    );
 
     let environment = project.environment();
     diff_field(
@@ -160,7 +190,12 @@ fn differences(desired: &Settings, project: &Project) -> Vec<FieldChange> {
         environment.map(|e| e.r#type().as_str()),
         Some(desired.environment_type.as_str()),
     );
-    diff_field(&mut fields, "environment.image", environment.map(ProjectEnvironment::image), Some(desired.image.as_str()));
+    diff_field(
+        &mut fields,
+        "environment.image",
+        environment.map(ProjectEnvironment::image),
+        Some(desired.image.as_str()),
+    );
     diff_field(
         &mut fields,
         "environment.compute_type",
@@ -170,7 +205,9 @@ fn differences(desired: &Settings, project: &Project) -> Vec<FieldChange> {
     diff_field(
         &mut fields,
         "environment.privileged_mode",
-        environment.and_then(ProjectEnvironment::privileged_mode).unwrap_or(false),
+        environment
+            .and_then(ProjectEnvironment::privileged_mode)
+            .unwrap_or(false),
         desired.privileged_mode,
     );
     // A Parameter Store or Secrets Manager variable shows with its type, so it never matches a
@@ -180,7 +217,9 @@ fn differences(desired: &Settings, project: &Project) -> Vec<FieldChange> {
         .unwrap_or_default()
         .iter()
         .map(|variable| match variable.r#type() {
-            Some(kind) if !is_plaintext(variable) => (variable.name(), format!("({}) {}", kind.as_str(), variable.value())),
+            Some(kind) if !is_plaintext(variable) => {
+                (variable.name(), format!("({}) {}", kind.as_str(), variable.value()))
+            }
             _ => (variable.name(), variable.value().to_owned()),
         })
         .collect();
@@ -189,10 +228,25 @@ fn differences(desired: &Settings, project: &Project) -> Vec<FieldChange> {
         .iter()
         .map(|(name, value)| (name.as_str(), value.clone()))
         .collect();
-    diff_field(&mut fields, "environment.variables", current_variables, desired_variables);
+    diff_field(
+        &mut fields,
+        "environment.variables",
+        current_variables,
+        desired_variables,
+    );
 
-    diff_field(&mut fields, "service_role", project.service_role(), Some(desired.service_role.as_str()));
-    diff_field(&mut fields, "timeout_minutes", project.timeout_in_minutes(), Some(desired.timeout_minutes));
+    diff_field(
+        &mut fields,
+        "service_role",
+        project.service_role(),
+        Some(desired.service_role.as_str()),
+    );
+    diff_field(
+        &mut fields,
+        "timeout_minutes",
+        project.timeout_in_minutes(),
+        Some(desired.timeout_minutes),
+    );
 
     let cloud_watch = project.logs_config().and_then(LogsConfig::cloud_watch_logs);
     diff_field(
@@ -249,7 +303,11 @@ async fn find_project(cx: &Cx, name: &str) -> Result<Option<Project>> {
         .send()
         .await
         .map_err(|e| Error::aws("describe CodeBuild project", name, e))?;
-    Ok(found.projects().iter().find(|project| project.name() == Some(name)).cloned())
+    Ok(found
+        .projects()
+        .iter()
+        .find(|project| project.name() == Some(name))
+        .cloned())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -342,7 +400,12 @@ async fn create_project(cx: &Cx, name: &str, desired: &Settings) -> Result<()> {
 }
 
 /// Sends every setting the deployer manages; `tags`, when given, replaces the whole tag list.
-async fn update_project(cx: &Cx, name: &str, desired: &Settings, tags: Option<&BTreeMap<String, String>>) -> Result<()> {
+async fn update_project(
+    cx: &Cx,
+    name: &str,
+    desired: &Settings,
+    tags: Option<&BTreeMap<String, String>>,
+) -> Result<()> {
     let request = request(desired)?;
     let tags = tags.map(tag_list);
     let update = || {
@@ -363,7 +426,7 @@ async fn update_project(cx: &Cx, name: &str, desired: &Settings, tags: Option<&B
     Ok(())
 }
 
-/// Sends `call` again while CodeBuild answers that it cannot assume the service role yet, which
+/// Sends `call` again while CodeBuild reports that it cannot assume the service role yet, which
 /// happens for a few seconds after the role is created or its trust policy changes.
 async fn retry_while_role_propagates<T, E, F, Fut>(action: &str, name: &str, mut call: F) -> Result<T>
 where
@@ -372,24 +435,32 @@ where
     Fut: Future<Output = std::result::Result<T, SdkError<E>>>,
 {
     let waiting_for = format!("CodeBuild to accept the service role of project `{name}`");
-    poll_until(&waiting_for, ROLE_PROPAGATION_TIMEOUT, ROLE_PROPAGATION_INTERVAL, || {
-        let sent = call();
-        async move {
-            match sent.await {
-                Ok(output) => Ok(Some(output)),
-                Err(e) if role_not_assumable_yet(&e) => {
-                    tracing::debug!(project = name, error = %e, "service role not assumable yet; retrying");
-                    Ok(None)
+    poll_until(
+        &waiting_for,
+        ROLE_PROPAGATION_TIMEOUT,
+        ROLE_PROPAGATION_INTERVAL,
+        || {
+            let sent = call();
+            async move {
+                match sent.await {
+                    Ok(output) => Ok(Some(output)),
+                    Err(e) if role_not_assumable_yet(&e) => {
+                        tracing::debug!(project = name, error = %e, "service role not assumable yet; retrying");
+                        Ok(None)
+                    }
+                    Err(e) => Err(Error::aws(action, name, e)),
                 }
-                Err(e) => Err(Error::aws(action, name, e)),
             }
-        }
-    })
+        },
+    )
     .await
 }
 
 fn role_not_assumable_yet<E: ProvideErrorMetadata>(error: &E) -> bool {
-    error.code() == Some("InvalidInputException") && error.message().is_some_and(|message| message.contains("sts:AssumeRole"))
+    error.code() == Some("InvalidInputException")
+        && error
+            .message()
+            .is_some_and(|message| message.contains("sts:AssumeRole"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,7 +497,11 @@ mod tests {
 
     #[test]
     fn untyped_variable_is_plaintext() {
-        let untyped = EnvironmentVariable::builder().name("A").value("1").build().expect("name and value set");
+        let untyped = EnvironmentVariable::builder()
+            .name("A")
+            .value("1")
+            .build()
+            .expect("name and value set");
         let secret = EnvironmentVariable::builder()
             .name("B")
             .value("arn")

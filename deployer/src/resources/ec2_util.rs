@@ -41,3 +41,13 @@ pub fn name_tag(tags: &[Tag]) -> Option<&str> {
         .find(|tag| tag.key() == Some("Name"))
         .and_then(|tag| tag.value())
 }
+
+/// True when `tags` carry this app's and stage's ownership tags and, with `name`, that `Name`.
+///
+/// The describe calls already filter by these tags; checking again on the results keeps the
+/// deployer from touching another stack if a filter is ignored (moto 5.2.5 ignores tag filters
+/// on some EC2 describe calls).
+pub fn is_ours(cx: &Cx, tags: &[Tag], name: Option<&str>) -> bool {
+    let pairs = tags.iter().filter_map(|tag| Some((tag.key()?, tag.value()?)));
+    cx.names.owns(pairs) && name.is_none_or(|name| name_tag(tags) == Some(name))
+}

@@ -30,7 +30,7 @@ const CODEBUILD_POLICY: &str = include_str!("../../../templates/policies/codebui
 /// Sid of the task execution policy's statement that lists the secrets the app reads.
 const SECRETS_STATEMENT: &str = "ReadAppSecrets";
 
-/// One role as the manifest asks for it.
+/// The desired state of one role.
 struct RoleSpec {
     name: String,
     description: &'static str,
@@ -124,7 +124,8 @@ fn render(template: &str, values: &BTreeMap<&'static str, String>) -> Result<Val
             &text[start..end]
         )));
     }
-    serde_json::from_str(&text).map_err(|e| Error::Failed(format!("internal error: policy template is not valid JSON: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Failed(format!("internal error: policy template is not valid JSON: {e}")))
 }
 
 /// Adds `resource` to the `Resource` list of the statement with `sid`.
@@ -211,10 +212,18 @@ fn differences(cx: &Cx, spec: &RoleSpec, role: &Role, current_policy: Option<&Va
     let mut fields = Vec::new();
     let current_trust = role.assume_role_policy_document().and_then(parse_document);
     if current_trust.as_ref() != Some(&spec.trust) {
-        fields.push(document_field("trust_policy", current_trust.is_some(), spec.trust_source));
+        fields.push(document_field(
+            "trust_policy",
+            current_trust.is_some(),
+            spec.trust_source,
+        ));
     }
     if spec.policy.is_some() && current_policy != spec.policy.as_ref() {
-        fields.push(document_field("inline_policy", current_policy.is_some(), spec.policy_source));
+        fields.push(document_field(
+            "inline_policy",
+            current_policy.is_some(),
+            spec.policy_source,
+        ));
     }
     let current_tags: BTreeMap<&str, &str> = role
         .tags()
@@ -222,12 +231,17 @@ fn differences(cx: &Cx, spec: &RoleSpec, role: &Role, current_policy: Option<&Va
         .map(|tag| (tag.key(), tag.value()))
         .filter(|(key, _)| cx.names.tags.contains_key(*key))
         .collect();
-    let desired_tags: BTreeMap<&str, &str> = cx.names.tags.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
+    let desired_tags: BTreeMap<&str, &str> = cx
+        .names
+        .tags
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
     diff_field(&mut fields, "tags", current_tags, desired_tags);
     fields
 }
 
-/// A changed policy document, shown by its template instead of the whole JSON.
+/// Returns the field of a changed policy document, shown by its template instead of the whole JSON.
 fn document_field(field: &str, exists: bool, source: &str) -> FieldChange {
     FieldChange {
         field: field.to_owned(),
@@ -260,7 +274,11 @@ async fn apply_differences(cx: &Cx, spec: &RoleSpec, fields: &[FieldChange]) -> 
                     .await
                     .map_err(|e| Error::aws("tag IAM role", &spec.name, e))?;
             }
-            other => return Err(Error::Failed(format!("internal error: no update for role field `{other}`"))),
+            other => {
+                return Err(Error::Failed(format!(
+                    "internal error: no update for role field `{other}`"
+                )))
+            }
         }
     }
     Ok(())
@@ -274,10 +292,17 @@ async fn find_role(cx: &Cx, name: &str) -> Result<Option<Role>> {
     }
 }
 
-/// The deployer's inline policy on the role, parsed; `None` when the role has none. A document
+/// Reads the deployer's inline policy on the role, or `None` when the role has none. A document
 /// that cannot be parsed reads as `Null`, which differs from every rendered policy.
 async fn read_inline_policy(cx: &Cx, role: &str) -> Result<Option<Value>> {
-    let read = cx.aws.iam.get_role_policy().role_name(role).policy_name(POLICY_NAME).send().await;
+    let read = cx
+        .aws
+        .iam
+        .get_role_policy()
+        .role_name(role)
+        .policy_name(POLICY_NAME)
+        .send()
+        .await;
     match read {
         Ok(policy) => Ok(Some(parse_document(policy.policy_document()).unwrap_or(Value::Null))),
         Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => Ok(None),
@@ -340,7 +365,11 @@ fn tags(cx: &Cx) -> Result<Vec<Tag>> {
 // Destroy
 
 pub async fn destroy(cx: &Cx) -> Result<Vec<Change>> {
-    let names = [cx.names.execution_role(), cx.names.task_role(), cx.names.codebuild_role()];
+    let names = [
+        cx.names.execution_role(),
+        cx.names.task_role(),
+        cx.names.codebuild_role(),
+    ];
     let (execution, task, codebuild) = futures::try_join!(
         destroy_role(cx, &names[0]),
         destroy_role(cx, &names[1]),
@@ -462,7 +491,9 @@ mod tests {
 
     #[test]
     fn policies_scope_resources_to_this_stack() {
-        let execution = render(TASK_EXECUTION_POLICY, &sample_values()).expect("renders").to_string();
+        let execution = render(TASK_EXECUTION_POLICY, &sample_values())
+            .expect("renders")
+            .to_string();
         assert!(execution.contains("arn:aws:ecr:ap-northeast-1:123456789012:repository/demo/prod"));
         assert!(execution.contains("arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:demo/prod/*"));
         assert!(execution.contains("log-group:/ecs/demo/prod:*"));
@@ -479,7 +510,11 @@ mod tests {
         add_resource(&mut policy, SECRETS_STATEMENT, arn).expect("statement exists");
         let statement = policy["Statement"]
             .as_array()
-            .and_then(|statements| statements.iter().find(|statement| statement["Sid"] == SECRETS_STATEMENT))
+            .and_then(|statements| {
+                statements
+                    .iter()
+                    .find(|statement| statement["Sid"] == SECRETS_STATEMENT)
+            })
             .expect("statement exists");
         assert_eq!(statement["Resource"].as_array().map(Vec::len), Some(2));
         assert_eq!(statement["Resource"][1], arn);
@@ -504,7 +539,10 @@ mod tests {
     #[test]
     fn parse_document_keeps_plus_sign() {
         let encoded = "%7B%22Sid%22%3A%22a+b%22%7D";
-        assert_eq!(parse_document(encoded).map(|document| document["Sid"].clone()), Some(Value::from("a+b")));
+        assert_eq!(
+            parse_document(encoded).map(|document| document["Sid"].clone()),
+            Some(Value::from("a+b"))
+        );
     }
 
     #[test]

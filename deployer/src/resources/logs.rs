@@ -28,7 +28,10 @@ async fn converge_group(cx: &Cx, name: &str) -> Result<Option<Change>> {
 
     let arn = group_arn(&group, name)?;
     let tags = group_tags(cx, &arn).await?;
-    if !cx.names.owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str()))) {
+    if !cx
+        .names
+        .owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str())))
+    {
         return Err(Error::NotOwned {
             kind: LOG_GROUP,
             name: name.to_owned(),
@@ -37,8 +40,16 @@ async fn converge_group(cx: &Cx, name: &str) -> Result<Option<Change>> {
     }
 
     let mut fields = Vec::new();
-    diff_field(&mut fields, "retention_days", group.retention_in_days(), Some(retention));
-    let current_tags: BTreeMap<&String, &String> = tags.iter().filter(|(key, _)| cx.names.tags.contains_key(*key)).collect();
+    diff_field(
+        &mut fields,
+        "retention_days",
+        group.retention_in_days(),
+        Some(retention),
+    );
+    let current_tags: BTreeMap<&String, &String> = tags
+        .iter()
+        .filter(|(key, _)| cx.names.tags.contains_key(*key))
+        .collect();
     diff_field(&mut fields, "tags", current_tags, cx.names.tags.iter().collect());
     let Some(change) = Change::update(LOG_GROUP, name, fields) else {
         return Ok(None);
@@ -68,21 +79,27 @@ async fn find_group(cx: &Cx, name: &str) -> Result<Option<LogGroup>> {
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| Error::aws("describe log group", name, e))?;
-        if let Some(group) = page.log_groups().iter().find(|group| group.log_group_name() == Some(name)) {
+        if let Some(group) = page
+            .log_groups()
+            .iter()
+            .find(|group| group.log_group_name() == Some(name))
+        {
             return Ok(Some(group.clone()));
         }
     }
     Ok(None)
 }
 
-/// The group's ARN without the `:*` suffix, which is the form the tagging API takes.
+/// Returns the group's ARN without the `:*` suffix, which is the form the tagging API takes.
 fn group_arn(group: &LogGroup, name: &str) -> Result<String> {
     if let Some(arn) = group.log_group_arn() {
         return Ok(arn.to_owned());
     }
     match group.arn() {
         Some(arn) => Ok(arn.trim_end_matches(":*").to_owned()),
-        None => Err(Error::Failed(format!("CloudWatch Logs returned log group `{name}` without an ARN"))),
+        None => Err(Error::Failed(format!(
+            "CloudWatch Logs returned log group `{name}` without an ARN"
+        ))),
     }
 }
 
@@ -124,7 +141,7 @@ async fn put_retention(cx: &Cx, name: &str, retention: i32) -> Result<()> {
     Ok(())
 }
 
-/// Adds or overwrites the deployer's tags; tags that someone else added stay.
+/// Adds or overwrites the deployer's tags. Tags that someone else added stay.
 async fn tag_group(cx: &Cx, name: &str, arn: &str) -> Result<()> {
     cx.aws
         .logs
@@ -138,7 +155,11 @@ async fn tag_group(cx: &Cx, name: &str, arn: &str) -> Result<()> {
 }
 
 fn desired_tags(cx: &Cx) -> HashMap<String, String> {
-    cx.names.tags.iter().map(|(key, value)| (key.clone(), value.clone())).collect()
+    cx.names
+        .tags
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
 }
 
 pub async fn destroy(cx: &Cx) -> Result<Vec<Change>> {
@@ -148,15 +169,23 @@ pub async fn destroy(cx: &Cx) -> Result<Vec<Change>> {
             continue;
         };
         let tags = group_tags(cx, &group_arn(&group, &name)?).await?;
-        if !cx.names.owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str()))) {
+        if !cx
+            .names
+            .owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str())))
+        {
             continue;
         }
 
         let deleted = cx.aws.logs.delete_log_group().log_group_name(&name).send().await;
         match deleted {
             Ok(_) => {}
-            // Deleted by someone else since the read: the goal is reached.
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => continue,
+            // The group was deleted since the read, so nothing is left to do.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                continue
+            }
             Err(e) => return Err(Error::aws("delete log group", &name, e)),
         }
         cx.progress.say(format!("deleted {LOG_GROUP} `{name}`"));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, NatGatewayState, ResourceType, Subnet};
 
-use super::ec2_util::{filter, name_tag, owned_filters, tag_specification};
+use super::ec2_util::{filter, is_ours, name_tag, owned_filters, tag_specification};
 use crate::error::{Error, Result};
 use crate::manifest::{ManagedNetwork, NetworkLayout};
 use crate::plan::{Change, Cx, FieldChange};
@@ -76,7 +76,7 @@ async fn find_vpc(cx: &Cx) -> Result<Option<(String, String)>> {
         .send()
         .await
         .map_err(|e| Error::aws("describe VPCs for", name, e))?;
-    Ok(found.vpcs().first().map(|vpc| {
+    Ok(found.vpcs().iter().find(|vpc| is_ours(cx, vpc.tags(), Some(name))).map(|vpc| {
         (
             vpc.vpc_id().unwrap_or_default().to_owned(),
             vpc.cidr_block().unwrap_or_default().to_owned(),
@@ -277,7 +277,8 @@ async fn find_internet_gateway(cx: &Cx, name: &str) -> Result<Option<(String, Op
         .send()
         .await
         .map_err(|e| Error::aws("describe internet gateways for", name, e))?;
-    Ok(found.internet_gateways().first().map(|gateway| {
+    let mut gateways = found.internet_gateways().iter();
+    Ok(gateways.find(|gateway| is_ours(cx, gateway.tags(), Some(name))).map(|gateway| {
         let attached = gateway
             .attachments()
             .iter()
@@ -382,7 +383,12 @@ async fn find_subnets(cx: &Cx) -> Result<Vec<Subnet>> {
         .send()
         .await
         .map_err(|e| Error::aws("describe subnets for", &cx.names.prefix, e))?;
-    Ok(found.subnets().to_vec())
+    Ok(found
+        .subnets()
+        .iter()
+        .filter(|subnet| is_ours(cx, subnet.tags(), None))
+        .cloned()
+        .collect())
 }
 
 pub async fn converge_subnets(cx: &Cx) -> Result<Vec<Change>> {
@@ -536,7 +542,8 @@ async fn find_nat_gateway(cx: &Cx, name: &str) -> Result<Option<(String, NatGate
         .send()
         .await
         .map_err(|e| Error::aws("describe NAT gateways for", name, e))?;
-    Ok(found.nat_gateways().iter().find_map(|gateway| {
+    let mut gateways = found.nat_gateways().iter();
+    Ok(gateways.filter(|gateway| is_ours(cx, gateway.tags(), Some(name))).find_map(|gateway| {
         let state = gateway.state()?.clone();
         match state {
             NatGatewayState::Deleted | NatGatewayState::Deleting | NatGatewayState::Failed => None,
@@ -583,7 +590,8 @@ async fn find_address(cx: &Cx, name: &str) -> Result<Option<String>> {
         .map_err(|e| Error::aws("describe elastic IPs for", name, e))?;
     Ok(found
         .addresses()
-        .first()
+        .iter()
+        .find(|address| is_ours(cx, address.tags(), Some(name)))
         .and_then(|address| address.allocation_id().map(str::to_owned)))
 }
 

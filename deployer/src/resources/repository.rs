@@ -16,7 +16,7 @@ const KEPT_IMAGES: u32 = 30;
 /// Days after which an untagged image (a layer left by an interrupted push) expires.
 const UNTAGGED_EXPIRY_DAYS: u32 = 7;
 
-/// The lifecycle policy document. A rule with `tagStatus: any` must have the highest
+/// Returns the lifecycle policy document. A rule with `tagStatus: any` must have the highest
 /// `rulePriority`, so the untagged rule comes first.
 fn lifecycle_policy() -> Value {
     json!({
@@ -62,7 +62,10 @@ pub async fn converge(cx: &Cx) -> Result<Vec<Change>> {
 
     let arn = repository.repository_arn().unwrap_or_default().to_owned();
     let (tags, policy) = futures::try_join!(repository_tags(cx, &name, &arn), current_lifecycle_policy(cx, &name))?;
-    if !cx.names.owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str()))) {
+    if !cx
+        .names
+        .owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str())))
+    {
         return Err(Error::NotOwned {
             kind: REPOSITORY,
             name,
@@ -82,7 +85,12 @@ pub async fn converge(cx: &Cx) -> Result<Vec<Change>> {
     Ok(vec![change])
 }
 
-fn differences(cx: &Cx, repository: &Repository, tags: &BTreeMap<String, String>, policy: Option<&Value>) -> Vec<FieldChange> {
+fn differences(
+    cx: &Cx,
+    repository: &Repository,
+    tags: &BTreeMap<String, String>,
+    policy: Option<&Value>,
+) -> Vec<FieldChange> {
     let mut fields = Vec::new();
     diff_field(
         &mut fields,
@@ -93,7 +101,9 @@ fn differences(cx: &Cx, repository: &Repository, tags: &BTreeMap<String, String>
     diff_field(
         &mut fields,
         "scan_on_push",
-        repository.image_scanning_configuration().is_some_and(ImageScanningConfiguration::scan_on_push),
+        repository
+            .image_scanning_configuration()
+            .is_some_and(ImageScanningConfiguration::scan_on_push),
         true,
     );
     if policy != Some(&lifecycle_policy()) {
@@ -103,7 +113,10 @@ fn differences(cx: &Cx, repository: &Repository, tags: &BTreeMap<String, String>
             to: describe_lifecycle_policy(),
         });
     }
-    let current_tags: BTreeMap<&String, &String> = tags.iter().filter(|(key, _)| cx.names.tags.contains_key(*key)).collect();
+    let current_tags: BTreeMap<&String, &String> = tags
+        .iter()
+        .filter(|(key, _)| cx.names.tags.contains_key(*key))
+        .collect();
     diff_field(&mut fields, "tags", current_tags, cx.names.tags.iter().collect());
     fields
 }
@@ -137,7 +150,11 @@ async fn apply_differences(cx: &Cx, name: &str, arn: &str, fields: &[FieldChange
                     .await
                     .map_err(|e| Error::aws("tag repository", name, e))?;
             }
-            other => return Err(Error::Failed(format!("internal error: no update for repository field `{other}`"))),
+            other => {
+                return Err(Error::Failed(format!(
+                    "internal error: no update for repository field `{other}`"
+                )))
+            }
         }
     }
     Ok(())
@@ -147,7 +164,12 @@ async fn find_repository(cx: &Cx, name: &str) -> Result<Option<Repository>> {
     let described = cx.aws.ecr.describe_repositories().repository_names(name).send().await;
     match described {
         Ok(found) => Ok(found.repositories().first().cloned()),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => Ok(None),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_repository_not_found_exception()) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(Error::aws("describe repository", name, e)),
     }
 }
@@ -168,12 +190,17 @@ async fn repository_tags(cx: &Cx, name: &str, arn: &str) -> Result<BTreeMap<Stri
         .collect())
 }
 
-/// The repository's lifecycle policy as parsed JSON, or `None` when it has none.
+/// Reads the repository's lifecycle policy as parsed JSON, or `None` when it has none.
 async fn current_lifecycle_policy(cx: &Cx, name: &str) -> Result<Option<Value>> {
     let read = cx.aws.ecr.get_lifecycle_policy().repository_name(name).send().await;
     let text = match read {
         Ok(policy) => policy.lifecycle_policy_text().unwrap_or_default().to_owned(),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_lifecycle_policy_not_found_exception()) => return Ok(None),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_lifecycle_policy_not_found_exception()) =>
+        {
+            return Ok(None)
+        }
         Err(e) => return Err(Error::aws("read the lifecycle policy of repository", name, e)),
     };
     // A policy that is not valid JSON differs from ours and is replaced, so it reads as `Null`.
@@ -239,15 +266,30 @@ pub async fn destroy(cx: &Cx) -> Result<Vec<Change>> {
         return Ok(Vec::new());
     };
     let tags = repository_tags(cx, &name, repository.repository_arn().unwrap_or_default()).await?;
-    if !cx.names.owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str()))) {
+    if !cx
+        .names
+        .owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str())))
+    {
         return Ok(Vec::new());
     }
 
     // `force` deletes the images too; without it a repository that holds images cannot be deleted.
-    let deleted = cx.aws.ecr.delete_repository().repository_name(&name).force(true).send().await;
+    let deleted = cx
+        .aws
+        .ecr
+        .delete_repository()
+        .repository_name(&name)
+        .force(true)
+        .send()
+        .await;
     match deleted {
         Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => return Ok(Vec::new()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_repository_not_found_exception()) =>
+        {
+            return Ok(Vec::new())
+        }
         Err(e) => return Err(Error::aws("delete repository", &name, e)),
     }
     cx.progress.say(format!("deleted {REPOSITORY} `{name}`"));

@@ -3,7 +3,7 @@
 
 use aws_sdk_ec2::types::{ResourceType, RouteTable};
 
-use super::ec2_util::{owned_filters, tag_specification};
+use super::ec2_util::{is_ours, owned_filters, tag_specification};
 use crate::error::{Error, Result};
 use crate::manifest::NetworkLayout;
 use crate::plan::{Change, Cx, FieldChange};
@@ -76,7 +76,8 @@ async fn find_route_table(cx: &Cx, name: &str) -> Result<Option<RouteTable>> {
         .send()
         .await
         .map_err(|e| Error::aws("describe route tables for", name, e))?;
-    Ok(found.route_tables().first().cloned())
+    let mut tables = found.route_tables().iter();
+    Ok(tables.find(|table| is_ours(cx, table.tags(), Some(name))).cloned())
 }
 
 async fn create_route_table(cx: &Cx, spec: &TableSpec) -> Result<()> {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup, UserIdGroupPair};
 use ipnet::IpNet;
 
-use super::ec2_util::{owned_filters, tag_specification};
+use super::ec2_util::{is_ours, owned_filters, tag_specification};
 use crate::error::{Error, Result};
 use crate::plan::{Change, Cx, FieldChange};
 
@@ -139,7 +139,8 @@ async fn find_group(cx: &Cx, name: &str) -> Result<Option<SecurityGroup>> {
         .send()
         .await
         .map_err(|e| Error::aws("describe security groups for", name, e))?;
-    Ok(found.security_groups().first().cloned())
+    let mut groups = found.security_groups().iter();
+    Ok(groups.find(|group| is_ours(cx, group.tags(), Some(name))).cloned())
 }
 
 async fn create_group(cx: &Cx, spec: &GroupSpec, vpc_id: &str) -> Result<String> {

@@ -127,10 +127,16 @@ pub async fn plan(cx: &Cx, choice: &ImageChoice) -> Result<Vec<Change>> {
 pub async fn apply(cx: &Cx, choice: &ImageChoice) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
     let mut target = target(cx, choice).await?;
-    if let Some(bundle) = target.needs_build.take() {
-        let built = image::ensure(cx, &bundle).await?;
-        target.image = built.uri;
-        changes.push(Change::create(IMAGE, &target.version));
+    match target.needs_build.take() {
+        Some(bundle) => {
+            let built = image::ensure(cx, &bundle).await?;
+            target.image = built.uri;
+            changes.push(Change::create(IMAGE, &target.version));
+        }
+        None if *choice == ImageChoice::Build => {
+            cx.progress.say(format!("image `{}` already exists, skipping the build", target.version));
+        }
+        None => cx.progress.say(format!("running image `{}` as given, without a build", target.image)),
     }
 
     let (service, current_spec) = current(cx).await?;

@@ -1,0 +1,253 @@
+//! End-to-end tests: the built `deployer` binary against the moto emulator.
+//!
+//! moto runs no containers and its CodeBuild pushes no image, so the harness plays those parts:
+//! `tests/emulator/fake_codebuild.py` pushes the image manifest once the bundle is uploaded, and a
+//! local HTTP server answers the `deploy.health_url` that each test's manifest points at.
+
+mod support;
+
+use support::{block_on, ec2_counts, remaining, Stack, CLIENT_SECRET};
+
+/// The kinds the first `up` creates, each once or more.
+const STACK_KINDS: &[&str] = &[
+    "ec2:vpc",
+    "ec2:internet-gateway",
+    "ec2:subnet",
+    "ec2:elastic-ip",
+    "ec2:nat-gateway",
+    "ec2:route-table",
+    "ec2:security-group",
+    "logs:log-group",
+    "secretsmanager:secret",
+    "ecr:repository",
+    "s3:bucket",
+    "iam:role",
+    "codebuild:project",
+    "acm:certificate",
+    "elbv2:target-group",
+    "elbv2:load-balancer",
+    "elbv2:listener",
+    "ecs:cluster",
+    "ecr:image",
+    "ecs:task-definition",
+    "ecs:service",
+];
+
+#[test]
+fn up_from_empty_converges_then_noop() {
+    let stack = Stack::new("fresh");
+
+    let first = stack.up();
+    first.expect_code(0);
+    let created = first.changes();
+    for kind in STACK_KINDS {
+        assert!(
+            created.iter().any(|(k, _, action)| k == kind && action == "create"),
+            "`{kind}` was not created: {created:?}"
+        );
+    }
+    assert!(first.stderr.contains("answered 200"), "{}", first.stderr);
+
+    let second = stack.up();
+    second.expect_code(0);
+    assert_eq!(second.changes(), Vec::new(), "second up changed something");
+    assert!(second.stderr.contains("skipping the build"), "{}", second.stderr);
+
+    let plan = stack.run(&["plan", "--output", "json"]);
+    plan.expect_code(0);
+    assert_eq!(plan.changes(), Vec::new(), "plan of a converged stack is not empty");
+    let text_plan = stack.run(&["plan"]);
+    assert!(text_plan.stderr.contains("no changes"), "{}", text_plan.stderr);
+
+    for run in [&first, &second, &plan, &text_plan] {
+        assert!(!run.all_output().contains(CLIENT_SECRET), "the client secret was printed");
+    }
+}
+
+#[test]
+fn allowed_cidrs_change_is_one_update() {
+    let stack = Stack::new("cidr");
+    stack.up().expect_code(0);
+
+    stack.write_manifest_with(r#"allowed_cidrs = ["203.0.113.0/24", "198.51.100.0/24"]"#, 1, "");
+    let plan = stack.run(&["plan", "--output", "json"]);
+    plan.expect_code(0);
+    let changes = plan.changes();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].0, "ec2:security-group");
+    assert_eq!(changes[0].1, format!("{}-alb", stack.prefix()));
+    assert_eq!(changes[0].2, "update");
+
+    let applied = stack.up();
+    applied.expect_code(0);
+    assert_eq!(applied.changes(), changes);
+    let after = stack.run(&["plan", "--output", "json"]);
+    assert_eq!(after.changes(), Vec::new());
+}
+
+#[test]
+fn desired_count_change_is_one_update() {
+    let stack = Stack::new("count");
+    stack.up().expect_code(0);
+
+    stack.write_manifest_with(r#"allowed_cidrs = ["203.0.113.0/24"]"#, 2, "");
+    let plan = stack.run(&["plan", "--output", "json"]);
+    plan.expect_code(0);
+    let changes = plan.changes();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0], ("ecs:service".to_owned(), stack.prefix(), "update".to_owned()));
+    assert!(plan.stdout.contains("desired_count"), "{}", plan.stdout);
+}
+
+#[test]
+fn destroy_leaves_no_tagged_resource() {
+    let stack = Stack::new("gone");
+    stack.up().expect_code(0);
+    assert!(!block_on(remaining(&stack)).is_empty());
+
+    let refused = stack.run(&["destroy"]);
+    refused.expect_code(2);
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+
+    let destroyed = stack.run(&["destroy", "--yes", "--output", "json"]);
+    destroyed.expect_code(0);
+    assert!(destroyed.changes().iter().all(|(_, _, action)| action == "delete"));
+    let left = block_on(remaining(&stack));
+    assert!(left.is_empty(), "left behind: {left:#?}");
+
+    let again = stack.run(&["destroy", "--yes", "--output", "json"]);
+    again.expect_code(0);
+    assert_eq!(again.changes(), Vec::new(), "a second destroy found something");
+}
+
+#[test]
+fn two_apps_stay_apart() {
+    let first = Stack::new("apart");
+    let second = Stack::new("apart");
+    first.up().expect_code(0);
+    second.up().expect_code(0);
+
+    first.run(&["destroy", "--yes"]).expect_code(0);
+    assert!(block_on(remaining(&first)).is_empty());
+
+    let plan = second.run(&["plan", "--output", "json"]);
+    plan.expect_code(0);
+    assert_eq!(plan.changes(), Vec::new(), "destroying one app changed the other");
+}
+
+#[test]
+fn interrupted_up_converges_without_duplicates() {
+    for lines in [2, 6, 12, 20, 28] {
+        let stack = Stack::new("kill");
+        let printed = stack.up_killed_after(lines);
+        assert!(!printed.is_empty(), "up printed nothing before the kill");
+
+        let rerun = stack.up();
+        rerun.expect_code(0);
+        assert_eq!(
+            block_on(ec2_counts(&stack)),
+            [1, 4, 2, 1, 2],
+            "duplicates after a kill after {lines} lines; it printed:\n{printed}"
+        );
+        let plan = stack.run(&["plan", "--output", "json"]);
+        assert_eq!(plan.changes(), Vec::new(), "not converged after a kill after {lines} lines");
+    }
+}
+
+#[test]
+fn existing_name_without_tags_is_rejected() {
+    let stack = Stack::new("taken");
+    block_on(async {
+        let aws = support::clients().await;
+        aws.ecr.create_repository().repository_name(stack.repository()).send().await.unwrap();
+    });
+
+    let run = stack.up();
+    run.expect_code(1);
+    assert!(run.stderr.contains(&stack.repository()), "{}", run.stderr);
+    assert!(run.stderr.contains("not created by this deployer"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+}
+
+#[test]
+fn missing_client_secret_variable_is_input_error() {
+    let stack = Stack::new("nosecret");
+    let run = Run::from(stack.command(&["up"]).env_remove("DATABRICKS_CLIENT_SECRET").output().unwrap());
+    run.expect_code(2);
+    assert!(run.stderr.contains("DATABRICKS_CLIENT_SECRET"), "{}", run.stderr);
+    assert!(block_on(remaining(&stack)).is_empty(), "resources were created before the check");
+}
+
+#[test]
+fn unreachable_endpoint_fails_with_hint() {
+    let stack = Stack::new("offline");
+    let run = Run::from(
+        stack
+            .command(&["plan"])
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .output()
+            .unwrap(),
+    );
+    run.expect_code(1);
+    assert!(run.stderr.contains("error:"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+}
+
+#[test]
+fn failing_health_check_fails_up() {
+    let stack = Stack::with_health("sick", 503);
+    let run = stack.up();
+    run.expect_code(1);
+    assert!(run.stderr.contains("HTTP 503"), "{}", run.stderr);
+    assert!(run.stderr.contains(&stack.health.url), "{}", run.stderr);
+}
+
+#[test]
+fn invalid_manifest_exits_two() {
+    let stack = Stack::new("invalid");
+    stack.write_manifest_with("allowed_cidrs = [\"10.0.0/8\"]", 1, "");
+    let run = stack.run(&["validate"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("network.allowed_cidrs[0]"), "{}", run.stderr);
+    let up = stack.run(&["up"]);
+    up.expect_code(2);
+}
+
+#[test]
+fn hosted_zone_gets_alias_and_validation_records() {
+    let stack = Stack::new("zone");
+    let domain = format!("{}.example.test", stack.app);
+    let zone_id = block_on(async {
+        let aws = support::clients().await;
+        let zone = aws
+            .route53
+            .create_hosted_zone()
+            .name("example.test")
+            .caller_reference(stack.app.clone())
+            .send()
+            .await
+            .unwrap();
+        zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned()
+    });
+    stack.write_manifest(&format!("\n[https]\ndomain = \"{domain}\"\nhosted_zone_id = \"{zone_id}\"\n"));
+
+    let run = stack.up();
+    run.expect_code(0);
+    assert!(run.changes().iter().any(|(kind, name, _)| kind == "route53:record" && *name == domain));
+
+    let records = block_on(async {
+        let aws = support::clients().await;
+        aws.route53.list_resource_record_sets().hosted_zone_id(&zone_id).send().await.unwrap()
+    });
+    let alias = records
+        .resource_record_sets()
+        .iter()
+        .find(|record| record.name().trim_end_matches('.') == domain && record.r#type().as_str() == "A");
+    assert!(alias.and_then(|record| record.alias_target()).is_some(), "no alias record: {records:?}");
+
+    let plan = stack.run(&["plan", "--output", "json"]);
+    assert_eq!(plan.changes(), Vec::new());
+}
+
+use support::Run;
