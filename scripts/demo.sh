@@ -136,7 +136,20 @@ export AWS_REGION=ap-northeast-1
 export AWS_EC2_METADATA_DISABLED=true
 # The manifest reads the Databricks client secret from this variable.
 export DATABRICKS_CLIENT_SECRET=local-demo-secret
-"$deployer_bin" up -m "$manifest"
+
+# moto's CodeBuild reports every build as succeeded at once but pushes no
+# image, so fake_codebuild.py plays that part: once the deployer uploads the
+# source bundle, it puts an image manifest with the bundle's tag into ECR.
+tag=$("$deployer_bin" bundle -m "$manifest" 2>/dev/null)
+account=$(.venv/bin/python -c 'import os, boto3; print(boto3.client("sts", region_name=os.environ["AWS_REGION"]).get_caller_identity()["Account"])')
+.venv/bin/python tests/emulator/fake_codebuild.py --endpoint "$endpoint" --region "$AWS_REGION" \
+    --bucket "demo-local-$account-$AWS_REGION" --repository demo/local --tag "$tag" &
+fake_build_pid=$!
+status=0
+"$deployer_bin" up -m "$manifest" || status=$?
+kill "$fake_build_pid" 2>/dev/null || true
+wait "$fake_build_pid" 2>/dev/null || true
+((status == 0)) || fail "\`deployer up\` failed with exit code $status"
 
 step "checking the app"
 app_healthy || fail "the app at http://127.0.0.1:$app_port/health is not healthy; see \`$app_log\`"
