@@ -107,7 +107,7 @@ fn unknown_key(table_path: &str, key: &Spanned<String>, path: String, is_table: 
 fn closest<'a>(name: &str, fields: &[&'a str]) -> Option<&'a str> {
     fields
         .iter()
-        .map(|field| (edit_distance(name, field), *field))
+        .map(|field| (strsim::osa_distance(name, field), *field))
         .filter(|(distance, field)| *distance <= 2.max(field.len() / 3))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, field)| field)
@@ -124,31 +124,6 @@ fn table_of(name: &str) -> Option<String> {
         .map(|table| (*table).to_owned())
 }
 
-/// Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
-/// neighbouring characters each cost 1.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in rows.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for j in 0..=b.len() {
-        rows[0][j] = j;
-    }
-
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(rows[i - 2][j - 2] + 1);
-            }
-            rows[i][j] = best;
-        }
-    }
-    rows[a.len()][b.len()]
-}
 
 fn quoted_list(fields: &[&str]) -> String {
     let quoted: Vec<String> = fields.iter().map(|field| format!("`{field}`")).collect();

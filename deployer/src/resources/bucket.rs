@@ -148,7 +148,7 @@ pub async fn converge(cx: &Cx) -> Result<Vec<Change>> {
     // A run stopped between creating the bucket and tagging it leaves an empty, untagged bucket
     // under our derived name, which embeds this account's id. Such a bucket holds nothing to
     // lose, so it is adopted and tagged below; a bucket with tags or objects never is.
-    if !owned && !(tags.is_empty() && is_empty(cx, &bucket).await?) {
+    if !(owned || tags.is_empty() && is_empty(cx, &bucket).await?) {
         return Err(Error::NotOwned {
             kind: BUCKET,
             name: bucket,
@@ -528,7 +528,7 @@ pub async fn destroy(cx: &Cx) -> Result<Vec<Change>> {
     // A run stopped between creating the bucket and tagging it leaves an empty, untagged bucket
     // under our derived name, which embeds this account's id. Such a bucket holds nothing to
     // lose, so it is adopted and tagged below; a bucket with tags or objects never is.
-    if !owned && !(tags.is_empty() && is_empty(cx, &bucket).await?) {
+    if !(owned || tags.is_empty() && is_empty(cx, &bucket).await?) {
         return Ok(Vec::new());
     }
 

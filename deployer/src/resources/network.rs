@@ -542,7 +542,7 @@ async fn find_nat_gateway(cx: &Cx, name: &str) -> Result<Option<(String, NatGate
         .send()
         .await
         .map_err(|e| Error::aws("describe NAT gateways for", name, e))?;
-    let mut gateways = found.nat_gateways().iter();
+    let gateways = found.nat_gateways().iter();
     Ok(gateways.filter(|gateway| is_ours(cx, gateway.tags(), Some(name))).find_map(|gateway| {
         let state = gateway.state()?.clone();
         match state {

@@ -60,7 +60,9 @@ fn start_moto() -> String {
         log = log.display(),
         parent = std::process::id(),
     );
-    Command::new("bash")
+    // The shell exits once this process is gone, so nothing needs to wait for it.
+    #[allow(clippy::zombie_processes)]
+    let _watchdog = Command::new("bash")
         .arg("-c")
         .arg(script)
         .env("MOTO_ACM_VALIDATION_WAIT", "0")
