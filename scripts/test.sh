@@ -28,4 +28,11 @@ for argument in "$@"; do
     esac
 done
 
-exec cargo test ${scope[@]+"${scope[@]}"} "$@"
+# Keep cargo's own output and end with one line that adds up every test binary's
+# results, so the total is easy to find in a long CI log.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test ${scope[@]+"${scope[@]}"} "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+exit "$status"

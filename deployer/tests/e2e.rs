@@ -251,3 +251,71 @@ fn hosted_zone_gets_alias_and_validation_records() {
 }
 
 use support::Run;
+
+#[test]
+fn existing_network_is_used_and_kept() {
+    let stack = Stack::new("ownvpc");
+    let (vpc_id, public, private) = block_on(async {
+        let aws = support::clients().await;
+        let vpc = aws.ec2.create_vpc().cidr_block("10.42.0.0/16").send().await.unwrap();
+        let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
+        let mut ids = Vec::new();
+        for (cidr, zone) in [
+            ("10.42.1.0/24", "ap-northeast-1a"),
+            ("10.42.2.0/24", "ap-northeast-1c"),
+            ("10.42.11.0/24", "ap-northeast-1a"),
+            ("10.42.12.0/24", "ap-northeast-1c"),
+        ] {
+            let subnet = aws
+                .ec2
+                .create_subnet()
+                .vpc_id(&vpc_id)
+                .cidr_block(cidr)
+                .availability_zone(zone)
+                .send()
+                .await
+                .unwrap();
+            ids.push(subnet.subnet().unwrap().subnet_id().unwrap().to_owned());
+        }
+        (vpc_id, ids[..2].to_vec(), ids[2..].to_vec())
+    });
+    let quoted = |ids: &[String]| ids.iter().map(|id| format!("\"{id}\"")).collect::<Vec<_>>().join(", ");
+    stack.write_manifest_with(
+        &format!(
+            "vpc_id = \"{vpc_id}\"\npublic_subnet_ids = [{}]\nprivate_subnet_ids = [{}]\nallowed_cidrs = [\"203.0.113.0/24\"]",
+            quoted(&public),
+            quoted(&private)
+        ),
+        1,
+        "",
+    );
+
+    let run = stack.up();
+    run.expect_code(0);
+    let changes = run.changes();
+    for kind in ["ec2:vpc", "ec2:subnet", "ec2:nat-gateway", "ec2:internet-gateway", "ec2:route-table"] {
+        assert!(!changes.iter().any(|(k, _, _)| k == kind), "`{kind}` was created in an existing VPC");
+    }
+    assert!(changes.iter().any(|(k, _, _)| k == "ec2:security-group"));
+
+    stack.run(&["destroy", "--yes"]).expect_code(0);
+    let still_there = block_on(async {
+        let aws = support::clients().await;
+        aws.ec2.describe_subnets().subnet_ids(&public[0]).send().await.is_ok()
+            && aws.ec2.describe_vpcs().vpc_ids(&vpc_id).send().await.is_ok()
+    });
+    assert!(still_there, "destroy deleted the existing VPC or its subnets");
+}
+
+#[test]
+fn unknown_existing_vpc_is_input_error() {
+    let stack = Stack::new("novpc");
+    stack.write_manifest_with(
+        "vpc_id = \"vpc-0123456789abcdef0\"\npublic_subnet_ids = [\"subnet-0123456789abcdef1\", \"subnet-0123456789abcdef2\"]\nprivate_subnet_ids = [\"subnet-0123456789abcdef3\", \"subnet-0123456789abcdef4\"]\nallowed_cidrs = [\"203.0.113.0/24\"]",
+        1,
+        "",
+    );
+    let run = stack.run(&["plan"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("vpc-0123456789abcdef0"), "{}", run.stderr);
+}

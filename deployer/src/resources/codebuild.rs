@@ -130,18 +130,8 @@ pub async fn converge(cx: &Cx) -> Result<Vec<Change>> {
 
     let mut fields = differences(&desired, &project);
     let current_tags = tags_of(&project);
-    let current_owned_tags: BTreeMap<&str, &str> = current_tags
-        .iter()
-        .map(|(key, value)| (key.as_str(), value.as_str()))
-        .filter(|(key, _)| cx.names.tags.contains_key(*key))
-        .collect();
-    let desired_tags: BTreeMap<&str, &str> = cx
-        .names
-        .tags
-        .iter()
-        .map(|(key, value)| (key.as_str(), value.as_str()))
-        .collect();
-    diff_field(&mut fields, "tags", current_owned_tags, desired_tags);
+    let current_pairs = current_tags.iter().map(|(key, value)| (key.as_str(), value.as_str()));
+    super::tags::diff_tags(cx, &mut fields, current_pairs);
 
     let Some(change) = Change::update(PROJECT, &name, fields) else {
         return Ok(Vec::new());

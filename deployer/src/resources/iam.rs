@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::bucket::BUNDLE_PREFIX;
 use crate::error::{Error, Result};
 use crate::manifest::SecretRef;
-use crate::plan::{diff_field, Change, Cx, FieldChange};
+use crate::plan::{Change, Cx, FieldChange};
 
 const ROLE: &str = "iam:role";
 
@@ -151,26 +151,9 @@ fn parse_document(raw: &str) -> Option<Value> {
     if let Ok(document) = serde_json::from_str(raw) {
         return Some(document);
     }
-    serde_json::from_str(&percent_decode(raw)?).ok()
-}
-
-/// Decodes `%XX` escapes (RFC 3986). A `+` stays a `+`, unlike in form encoding, because IAM
-/// encodes a plus sign as `%2B`.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(index + 1..index + 3)?).ok()?;
-            decoded.push(u8::from_str_radix(hex, 16).ok()?);
-            index += 3;
-        } else {
-            decoded.push(bytes[index]);
-            index += 1;
-        }
-    }
-    String::from_utf8(decoded).ok()
+    // `percent_decode` keeps `+` as is, unlike form decoding, because IAM encodes a plus as `%2B`.
+    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?;
+    serde_json::from_str(&decoded).ok()
 }
 
 /// Creates the role, or brings its trust policy, inline policy and tags in line. Returns the
@@ -225,19 +208,7 @@ fn differences(cx: &Cx, spec: &RoleSpec, role: &Role, current_policy: Option<&Va
             spec.policy_source,
         ));
     }
-    let current_tags: BTreeMap<&str, &str> = role
-        .tags()
-        .iter()
-        .map(|tag| (tag.key(), tag.value()))
-        .filter(|(key, _)| cx.names.tags.contains_key(*key))
-        .collect();
-    let desired_tags: BTreeMap<&str, &str> = cx
-        .names
-        .tags
-        .iter()
-        .map(|(key, value)| (key.as_str(), value.as_str()))
-        .collect();
-    diff_field(&mut fields, "tags", current_tags, desired_tags);
+    super::tags::diff_tags(cx, &mut fields, role.tags().iter().map(|tag| (tag.key(), tag.value())));
     fields
 }
 

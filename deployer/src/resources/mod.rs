@@ -19,6 +19,8 @@ mod secrets;
 mod security_groups;
 mod target_group;
 
+pub mod tags;
+
 pub use cluster::ecs_tags;
 
 use crate::error::Result;

@@ -2,7 +2,6 @@
 //! the deployer, or an existing secret the manifest names) and the session key, which the
 //! deployer generates once.
 
-use std::collections::BTreeMap;
 
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use aws_sdk_secretsmanager::types::Tag;
@@ -11,7 +10,7 @@ use rand::RngCore;
 
 use crate::error::{Error, Result};
 use crate::manifest::SecretRef;
-use crate::plan::{diff_field, Change, Cx, FieldChange};
+use crate::plan::{Change, Cx, FieldChange};
 use crate::secret::SecretString;
 
 const SECRET: &str = "secretsmanager:secret";
@@ -196,19 +195,11 @@ fn state_and_tag_fields(cx: &Cx, secret: &DescribeSecretOutput) -> Vec<FieldChan
             to: "active".into(),
         });
     }
-    let current_tags: BTreeMap<&str, &str> = secret
+    let current_tags = secret
         .tags()
         .iter()
-        .map(|tag| (tag.key().unwrap_or_default(), tag.value().unwrap_or_default()))
-        .filter(|(key, _)| cx.names.tags.contains_key(*key))
-        .collect();
-    let desired_tags: BTreeMap<&str, &str> = cx
-        .names
-        .tags
-        .iter()
-        .map(|(key, value)| (key.as_str(), value.as_str()))
-        .collect();
-    diff_field(&mut fields, "tags", current_tags, desired_tags);
+        .map(|tag| (tag.key().unwrap_or_default(), tag.value().unwrap_or_default()));
+    super::tags::diff_tags(cx, &mut fields, current_tags);
     fields
 }
 
