@@ -65,7 +65,7 @@ pub struct DestroyArgs {
     #[command(flatten)]
     pub manifest: ManifestArg,
 
-    /// Confirm the deletion; without it `destroy` only lists what it would delete.
+    /// Confirm the deletion; without it `destroy` deletes nothing and exits with code 2.
     #[arg(long)]
     pub yes: bool,
 }
@@ -256,23 +256,39 @@ async fn up(cli: &Cli, args: &DeployArgs) -> Result<()> {
     let mut changes = plan::run(&cx, Kind::ALL, Operation::Converge).await?;
     changes.extend(rollout::apply(&cx, &image_choice(args)).await?);
     let url = Some(format!("https://{}", cx.manifest.https.domain));
+    remind_dns(&cx);
     finish(cli, &cx, "up", &changes, url);
     Ok(())
 }
 
 async fn destroy(cli: &Cli, args: &DestroyArgs) -> Result<()> {
-    let mode = if args.yes { Mode::Apply } else { Mode::Plan };
-    let cx = context(cli, &args.manifest.manifest, mode).await?;
     if !args.yes {
+        let manifest = manifest::load(&args.manifest.manifest)?;
         return Err(Error::Input(format!(
-            "`destroy` deletes every resource of `{}`; rerun with `--yes` to confirm",
-            cx.names.prefix
+            "`destroy` deletes every resource of `{}-{}`; rerun with `--yes` to confirm",
+            manifest.app.name, manifest.app.stage
         )));
     }
+    let cx = context(cli, &args.manifest.manifest, Mode::Apply).await?;
     let mut changes = rollout::service::destroy(&cx).await?;
     changes.extend(plan::run(&cx, Kind::ALL, Operation::Destroy).await?);
     finish(cli, &cx, "destroy", &changes, None);
     Ok(())
+}
+
+/// Without a hosted zone nobody points the domain at the load balancer, so say what to add.
+fn remind_dns(cx: &Cx) {
+    let zone = match &cx.manifest.https.certificate {
+        manifest::CertificateSource::Managed { hosted_zone_id } => hosted_zone_id.as_deref(),
+        manifest::CertificateSource::Existing { .. } => None,
+    };
+    let dns_name = cx.outputs().load_balancer_dns.clone();
+    if let (None, Some(dns_name)) = (zone, dns_name) {
+        cx.progress.say(format!(
+            "point `{}` at the load balancer `{dns_name}` with a CNAME or alias record in your DNS",
+            cx.manifest.https.domain
+        ));
+    }
 }
 
 /// Prints the changes and their summary for people (stderr) or machines (stdout).

@@ -74,10 +74,11 @@ impl Error {
         }
     }
 
-    /// The process exit code: 2 for invalid input, 1 for everything else.
+    /// The process exit code: 2 for invalid input or a name the user must change, 1 for
+    /// everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Manifest(_) | Error::Input(_) => 2,
+            Error::Manifest(_) | Error::Input(_) | Error::NotOwned { .. } => 2,
             _ => 1,
         }
     }

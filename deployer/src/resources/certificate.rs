@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aws_sdk_acm::types::{CertificateDetail, CertificateStatus, ResourceRecord, Tag, ValidationMethod};
 
-use super::dns::upsert_record;
+use super::dns::{delete_record_if_present, upsert_record};
 use crate::error::{Error, Result};
 use crate::manifest::CertificateSource;
 use crate::plan::{Change, Cx};
@@ -58,7 +58,7 @@ async fn find(cx: &Cx, domain: &str) -> Result<Option<String>> {
     Ok(find_all(cx, domain).await?.into_iter().next())
 }
 
-/// Every certificate of ours for `domain`. The request carries the tags, so a run stopped right
+/// Finds every certificate of ours for `domain`. The request carries the tags, so a run stopped right
 /// after it leaves a tagged certificate that the next run finds instead of requesting another.
 async fn find_all(cx: &Cx, domain: &str) -> Result<Vec<String>> {
     let mut candidates = Vec::new();
@@ -201,12 +201,16 @@ async fn wait_until_issued(cx: &Cx, arn: &str, domain: &str, records_written: bo
 }
 
 pub async fn destroy(cx: &Cx) -> Result<Vec<Change>> {
-    if matches!(cx.manifest.https.certificate, CertificateSource::Existing { .. }) {
-        return Ok(Vec::new());
-    }
+    let hosted_zone = match &cx.manifest.https.certificate {
+        CertificateSource::Existing { .. } => return Ok(Vec::new()),
+        CertificateSource::Managed { hosted_zone_id } => hosted_zone_id.clone(),
+    };
     let domain = cx.manifest.https.domain.clone();
     let mut changes = Vec::new();
     for arn in find_all(cx, &domain).await? {
+        if let Some(zone) = &hosted_zone {
+            delete_validation_records(cx, zone, &arn).await?;
+        }
         cx.aws
             .acm
             .delete_certificate()
@@ -218,4 +222,15 @@ pub async fn destroy(cx: &Cx) -> Result<Vec<Change>> {
         changes.push(Change::delete(CERTIFICATE, &domain));
     }
     Ok(changes)
+}
+
+/// Deletes the validation records that `up` wrote for this certificate, if they are still there.
+async fn delete_validation_records(cx: &Cx, zone: &str, arn: &str) -> Result<()> {
+    let detail = describe(cx, arn).await?;
+    for option in detail.domain_validation_options() {
+        if let Some(record) = option.resource_record() {
+            delete_record_if_present(cx, zone, record.name(), "CNAME", record.value()).await?;
+        }
+    }
+    Ok(())
 }

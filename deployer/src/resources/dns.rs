@@ -115,6 +115,20 @@ pub async fn upsert_record(cx: &Cx, zone: &str, name: &str, kind: &str, value: &
     Ok(())
 }
 
+/// Deletes a simple record when it exists with exactly `value`, such as a validation record.
+pub async fn delete_record_if_present(cx: &Cx, zone: &str, name: &str, kind: &str, value: &str) -> Result<bool> {
+    let Some(record) = find_record(cx, zone, name, RrType::from(kind)).await? else {
+        return Ok(false);
+    };
+    let values: Vec<&str> = record.resource_records().iter().map(|record| record.value()).collect();
+    if values != [value] {
+        return Ok(false);
+    }
+    change_records(cx, zone, ChangeAction::Delete, record).await?;
+    cx.progress.say(format!("deleted {RECORD} `{name}` ({kind})"));
+    Ok(true)
+}
+
 async fn change_records(cx: &Cx, zone: &str, action: ChangeAction, record: ResourceRecordSet) -> Result<()> {
     let name = record.name().to_owned();
     let change = RecordChange::builder()

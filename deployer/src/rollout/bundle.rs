@@ -113,10 +113,11 @@ fn list_files(source_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Environment files and private keys stay out of the bundle even when git tracks them.
+/// Environment files (`.env`, `.env.local`, `.envrc`) and private keys stay out of the bundle
+/// even when git tracks them.
 fn is_secret_file(path: &Path) -> bool {
     let name = path.file_name().map(|name| name.to_string_lossy().to_lowercase()).unwrap_or_default();
-    name == ".env" || name.starts_with(".env.") || name.ends_with(".pem") || name.ends_with(".key")
+    name.starts_with(".env") || name.ends_with(".pem") || name.ends_with(".key")
 }
 
 fn hex(bytes: &[u8]) -> String {
