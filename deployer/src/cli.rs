@@ -229,7 +229,7 @@ async fn caller_account(clients: &crate::aws::Clients) -> Result<String> {
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| Error::aws("read the caller identity of", "the AWS credentials", e))?;
+        .map_err(|e| Error::aws("check the AWS credentials with", "sts:GetCallerIdentity", e))?;
     identity
         .account()
         .map(str::to_owned)

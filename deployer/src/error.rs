@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use aws_smithy_types::error::display::DisplayErrorContext;
-
 use crate::manifest::ManifestError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -38,7 +36,7 @@ pub enum Error {
     Failed(String),
 }
 
-/// An AWS SDK error rendered with its whole context (code, message, request id).
+/// An AWS SDK error rendered as its chain of causes, each `Display`ed once.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct AwsError(String);
@@ -52,7 +50,7 @@ impl Error {
         Error::Aws {
             action: action.into(),
             resource: resource.into(),
-            source: AwsError(DisplayErrorContext(&source).to_string()),
+            source: AwsError(cause_chain(&source)),
         }
     }
 
@@ -82,6 +80,23 @@ impl Error {
             _ => 1,
         }
     }
+}
+
+/// Joins the `Display` of an error and its sources with `: `, skipping a cause whose text the
+/// previous one already contains. `DisplayErrorContext` would append the `Debug` form as well,
+/// which repeats everything in a form people cannot read.
+fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn is_credentials_problem(text: &str) -> bool {

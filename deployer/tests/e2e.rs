@@ -318,3 +318,20 @@ fn unknown_existing_vpc_is_input_error() {
     assert_ne!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("vpc-0123456789abcdef0"), "{}", run.stderr);
 }
+
+#[test]
+fn missing_credentials_fail_with_hint() {
+    let stack = Stack::new("nocreds");
+    let run = Run::from(
+        stack
+            .command(&["plan"])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .output()
+            .unwrap(),
+    );
+    run.expect_code(1);
+    assert!(run.stderr.contains("no credentials found"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: check the AWS credentials"), "{}", run.stderr);
+    assert!(!run.stderr.contains("ProviderChainError"), "the error repeats itself in Debug form: {}", run.stderr);
+}
