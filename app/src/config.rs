@@ -21,14 +21,22 @@ pub const DATABRICKS_CLIENT_ID: &str = "DATABRICKS_CLIENT_ID";
 pub const DATABRICKS_CLIENT_SECRET: &str = "DATABRICKS_CLIENT_SECRET";
 pub const SESSION_KEY: &str = "SESSION_KEY";
 pub const SERVING_ENDPOINT: &str = "SERVING_ENDPOINT";
+pub const PUBLIC_URL: &str = "PUBLIC_URL";
+pub const OAUTH_REDIRECT_PATH: &str = "OAUTH_REDIRECT_PATH";
+pub const OAUTH_SCOPES: &str = "OAUTH_SCOPES";
+pub const COOKIE_SECURE: &str = "COOKIE_SECURE";
+
+pub const DEFAULT_REDIRECT_PATH: &str = "/oauth/callback";
+pub const DEFAULT_SCOPES: &str = "openid email profile all-apis offline_access";
 
 pub const DEFAULT_BIND_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 pub const DEFAULT_PORT: u16 = 8080;
 
 /// The app's settings.
 ///
-/// The Databricks settings and the session key are read and kept but not yet
-/// required, because the login and the Model Serving calls are not built yet.
+/// Sign-in is on when the Databricks settings, the session key and `PUBLIC_URL`
+/// are all set ([`Config::oidc`]); with none of them set the app serves
+/// `/health` and its pages without sign-in. Setting only some is an error.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address the HTTP server binds to (`APP_BIND_ADDR`, default `0.0.0.0`).
@@ -43,11 +51,42 @@ pub struct Config {
     pub databricks_host: Option<String>,
     pub databricks_client_id: Option<String>,
     pub databricks_client_secret: Option<Secret>,
-    /// Key that will sign session cookies.
-    // TODO: check the key length once sessions use it.
+    /// Key that encrypts session cookies: base64 of at least 64 random bytes.
     pub session_key: Option<Secret>,
     /// Name of the Model Serving endpoint.
     pub serving_endpoint: Option<String>,
+    /// Sign-in settings, when sign-in is configured.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// What the OpenID Connect login needs, all validated.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The workspace URL; the issuer is `{host}/oidc`.
+    pub host: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// The decoded session key bytes.
+    pub session_key: Secret,
+    /// Where users reach the app, such as `https://chat.example.co.jp`, without a trailing slash.
+    pub public_url: String,
+    /// Path of the OAuth redirect, such as `/oauth/callback`.
+    pub redirect_path: String,
+    pub scopes: Vec<String>,
+    /// Whether cookies carry `Secure`. Off only for a plain-HTTP loopback `PUBLIC_URL`.
+    pub cookie_secure: bool,
+}
+
+impl OidcConfig {
+    /// The issuer URL of a Databricks workspace.
+    pub fn issuer(&self) -> String {
+        format!("{}/oidc", self.host)
+    }
+
+    /// The redirect URI registered with the OAuth app.
+    pub fn redirect_uri(&self) -> String {
+        format!("{}{}", self.public_url, self.redirect_path)
+    }
 }
 
 /// Format of the log lines written to stdout.
@@ -130,7 +169,7 @@ impl Config {
             problems: Vec::new(),
         };
 
-        let config = Config {
+        let mut config = Config {
             bind_addr: reader.bind_addr(),
             port: reader.port(),
             log_format: reader.log_format(),
@@ -140,7 +179,9 @@ impl Config {
             databricks_client_secret: reader.secret(DATABRICKS_CLIENT_SECRET),
             session_key: reader.secret(SESSION_KEY),
             serving_endpoint: reader.text(SERVING_ENDPOINT),
+            oidc: None,
         };
+        config.oidc = reader.oidc(&config);
 
         if reader.problems.is_empty() {
             Ok(config)
@@ -253,6 +294,144 @@ where
                     format!("set `{LOG_FORMAT}` to `json` or `text`, or unset it to use `json`"),
                 );
                 LogFormat::Json
+            }
+        }
+    }
+
+    /// Builds the sign-in settings when every part is set; reports the missing
+    /// parts when only some are.
+    fn oidc(&mut self, config: &Config) -> Option<OidcConfig> {
+        let public_url = self.public_url();
+        let parts = [
+            (DATABRICKS_HOST, config.databricks_host.is_some() || (self.lookup)(DATABRICKS_HOST).is_ok_and(|v| !v.is_empty())),
+            (DATABRICKS_CLIENT_ID, config.databricks_client_id.is_some()),
+            (DATABRICKS_CLIENT_SECRET, config.databricks_client_secret.is_some()),
+            (SESSION_KEY, config.session_key.is_some()),
+            (PUBLIC_URL, (self.lookup)(PUBLIC_URL).is_ok_and(|v| !v.is_empty())),
+        ];
+        if parts.iter().all(|(_, set)| !set) {
+            return None;
+        }
+        for (variable, set) in parts {
+            if !set {
+                self.report(
+                    variable,
+                    "missing, but other sign-in settings are set".to_string(),
+                    format!(
+                        "set `{variable}` too, or unset all of `{DATABRICKS_HOST}`, `{DATABRICKS_CLIENT_ID}`, \
+                         `{DATABRICKS_CLIENT_SECRET}`, `{SESSION_KEY}` and `{PUBLIC_URL}` to run without sign-in"
+                    ),
+                );
+            }
+        }
+
+        let session_key = config.session_key.as_ref().and_then(|key| self.session_key(key));
+        let redirect_path = self.redirect_path();
+        let scopes = self.scopes();
+        let public_url = public_url?;
+        let cookie_secure = self.cookie_secure(&public_url);
+        Some(OidcConfig {
+            host: config.databricks_host.clone()?,
+            client_id: config.databricks_client_id.clone()?,
+            client_secret: config.databricks_client_secret.clone()?,
+            session_key: session_key?,
+            public_url,
+            redirect_path,
+            scopes,
+            cookie_secure,
+        })
+    }
+
+    /// Decodes the base64 session key and checks that it has at least 64 bytes, the size the
+    /// cookie encryption key is made from.
+    fn session_key(&mut self, key: &Secret) -> Option<Secret> {
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(key.expose().trim());
+        match decoded {
+            Ok(bytes) if bytes.len() >= 64 => Some(Secret::from_bytes(bytes)),
+            Ok(bytes) => {
+                self.report(
+                    SESSION_KEY,
+                    format!("key is {} bytes long, shorter than 64", bytes.len()),
+                    "set it to base64 of at least 64 random bytes, as `openssl rand -base64 64` prints".to_string(),
+                );
+                None
+            }
+            Err(_) => {
+                self.report(
+                    SESSION_KEY,
+                    "value is not valid base64".to_string(),
+                    "set it to base64 of at least 64 random bytes, as `openssl rand -base64 64` prints".to_string(),
+                );
+                None
+            }
+        }
+    }
+
+    fn public_url(&mut self) -> Option<String> {
+        let value = self.text(PUBLIC_URL)?;
+        let trimmed = value.trim_end_matches('/');
+        match url::Url::parse(trimmed) {
+            Ok(url) if url.path() == "/" && url.query().is_none() && check_workspace_url(trimmed).is_ok() => {
+                Some(trimmed.to_string())
+            }
+            _ => {
+                self.report(
+                    PUBLIC_URL,
+                    format!("invalid public URL `{value}`"),
+                    format!(
+                        "set `{PUBLIC_URL}` to the scheme and host users open, such as `https://chat.example.co.jp`, \
+                         with no path (`http://` only for a loopback host)"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn redirect_path(&mut self) -> String {
+        let Some(value) = self.text(OAUTH_REDIRECT_PATH) else {
+            return DEFAULT_REDIRECT_PATH.to_string();
+        };
+        if value.starts_with('/') && !value.starts_with("//") && !value.contains(['?', '#']) {
+            return value;
+        }
+        self.report(
+            OAUTH_REDIRECT_PATH,
+            format!("invalid redirect path `{value}`"),
+            format!("set it to a path such as `{DEFAULT_REDIRECT_PATH}`"),
+        );
+        DEFAULT_REDIRECT_PATH.to_string()
+    }
+
+    fn scopes(&mut self) -> Vec<String> {
+        let value = self.text(OAUTH_SCOPES).unwrap_or_else(|| DEFAULT_SCOPES.to_string());
+        let scopes: Vec<String> = value.split_whitespace().map(str::to_string).collect();
+        if !scopes.iter().any(|scope| scope == "openid") {
+            self.report(
+                OAUTH_SCOPES,
+                format!("scopes `{value}` do not include `openid`"),
+                format!("add `openid`, as in `{DEFAULT_SCOPES}`"),
+            );
+        }
+        scopes
+    }
+
+    /// `Secure` cookies, unless `COOKIE_SECURE=false` and the public URL is plain-HTTP loopback.
+    fn cookie_secure(&mut self, public_url: &str) -> bool {
+        let Some(value) = self.text(COOKIE_SECURE) else {
+            return !public_url.starts_with("http://");
+        };
+        match value.to_ascii_lowercase().as_str() {
+            "true" | "1" => true,
+            "false" | "0" if public_url.starts_with("http://") => false,
+            _ => {
+                self.report(
+                    COOKIE_SECURE,
+                    format!("invalid value `{value}`"),
+                    format!("set `true`, or `false` only with a plain-HTTP loopback `{PUBLIC_URL}`"),
+                );
+                true
             }
         }
     }
@@ -385,8 +564,10 @@ mod tests {
             (DATABRICKS_HOST, "https://dbc-1234.cloud.databricks.com/"),
             (DATABRICKS_CLIENT_ID, "client-id"),
             (DATABRICKS_CLIENT_SECRET, "client-secret"),
-            (SESSION_KEY, "session-key"),
+            (SESSION_KEY, TEST_SESSION_KEY),
             (SERVING_ENDPOINT, "databricks-claude-sonnet-4"),
+            (PUBLIC_URL, "https://chat.example.co.jp/"),
+            (OAUTH_SCOPES, "openid all-apis"),
         ])
         .unwrap();
 
@@ -405,26 +586,85 @@ mod tests {
         );
         assert_eq!(
             config.session_key.as_ref().map(Secret::expose),
-            Some("session-key")
+            Some(TEST_SESSION_KEY)
         );
         assert_eq!(
             config.serving_endpoint.as_deref(),
             Some("databricks-claude-sonnet-4")
         );
+        let oidc = config.oidc.expect("sign-in is configured");
+        assert_eq!(oidc.issuer(), "https://dbc-1234.cloud.databricks.com/oidc");
+        assert_eq!(oidc.redirect_uri(), "https://chat.example.co.jp/oauth/callback");
+        assert_eq!(oidc.scopes, ["openid", "all-apis"]);
+        assert_eq!(oidc.session_key.expose_bytes().len(), 64);
+        assert!(oidc.cookie_secure);
+    }
+
+    /// Base64 of 64 bytes, as the deployer generates.
+    const TEST_SESSION_KEY: &str =
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
+
+    #[test]
+    fn partial_sign_in_settings_are_rejected() {
+        let error = config_from(&[(DATABRICKS_CLIENT_ID, "client-id")]).unwrap_err();
+
+        assert_eq!(
+            problem_variables(&error),
+            [DATABRICKS_HOST, DATABRICKS_CLIENT_SECRET, SESSION_KEY, PUBLIC_URL]
+        );
+    }
+
+    #[test]
+    fn short_session_key_is_rejected() {
+        let error = config_from(&[
+            (DATABRICKS_HOST, "https://dbc-1234.cloud.databricks.com"),
+            (DATABRICKS_CLIENT_ID, "client-id"),
+            (DATABRICKS_CLIENT_SECRET, "client-secret"),
+            (SESSION_KEY, "c2hvcnQ="),
+            (PUBLIC_URL, "https://chat.example.co.jp"),
+        ])
+        .unwrap_err();
+
+        assert_eq!(problem_variables(&error), [SESSION_KEY]);
+        assert!(error.to_string().contains("shorter than 64"), "{error}");
+    }
+
+    #[test]
+    fn insecure_cookies_only_for_plain_http() {
+        let settings = |public_url: &'static str, secure: &'static str| {
+            config_from(&[
+                (DATABRICKS_HOST, "http://127.0.0.1:9031"),
+                (DATABRICKS_CLIENT_ID, "client-id"),
+                (DATABRICKS_CLIENT_SECRET, "client-secret"),
+                (SESSION_KEY, TEST_SESSION_KEY),
+                (PUBLIC_URL, public_url),
+                (COOKIE_SECURE, secure),
+            ])
+        };
+
+        assert!(!settings("http://127.0.0.1:8080", "false").unwrap().oidc.unwrap().cookie_secure);
+        assert!(settings("https://chat.example.co.jp", "true").unwrap().oidc.unwrap().cookie_secure);
+        let error = settings("https://chat.example.co.jp", "false").unwrap_err();
+        assert_eq!(problem_variables(&error), [COOKIE_SECURE]);
+        let error = settings("http://chat.example.co.jp", "false").unwrap_err();
+        assert_eq!(problem_variables(&error), [PUBLIC_URL]);
     }
 
     #[test]
     fn debug_redacts_secrets() {
         let config = config_from(&[
+            (DATABRICKS_HOST, "https://dbc-1234.cloud.databricks.com"),
+            (DATABRICKS_CLIENT_ID, "client-id"),
             (DATABRICKS_CLIENT_SECRET, "client-secret-value"),
-            (SESSION_KEY, "session-key-value"),
+            (SESSION_KEY, TEST_SESSION_KEY),
+            (PUBLIC_URL, "https://chat.example.co.jp"),
         ])
         .unwrap();
 
         let printed = format!("{config:?}");
 
         assert!(!printed.contains("client-secret-value"), "{printed}");
-        assert!(!printed.contains("session-key-value"), "{printed}");
+        assert!(!printed.contains(TEST_SESSION_KEY), "{printed}");
         assert!(printed.contains("[redacted]"), "{printed}");
     }
 
@@ -438,13 +678,23 @@ mod tests {
         ])
         .unwrap_err();
 
+        // An invalid host still counts as a sign-in setting, so the other parts are missing.
         assert_eq!(
             problem_variables(&error),
-            [APP_BIND_ADDR, PORT, LOG_FORMAT, DATABRICKS_HOST]
+            [
+                APP_BIND_ADDR,
+                PORT,
+                LOG_FORMAT,
+                DATABRICKS_HOST,
+                DATABRICKS_CLIENT_ID,
+                DATABRICKS_CLIENT_SECRET,
+                SESSION_KEY,
+                PUBLIC_URL
+            ]
         );
 
         let message = error.to_string();
-        assert!(message.starts_with("invalid configuration in 4 environment variables"));
+        assert!(message.starts_with("invalid configuration in 8 environment variables"));
         assert!(
             message.contains("`PORT`: invalid port number `http`"),
             "{message}"

@@ -4,10 +4,13 @@
 //! so tests drive it without a socket. The binary in `main.rs` only reads the
 //! command line and calls [`startup::serve`] or [`healthcheck::probe`].
 
+pub mod auth;
 pub mod config;
+pub mod csrf;
 pub mod healthcheck;
 pub mod routes;
 pub mod secret;
+pub mod session;
 pub mod startup;
 pub mod telemetry;
 

@@ -14,6 +14,18 @@ impl Secret {
         Self(value.into())
     }
 
+    /// Wraps raw key bytes, kept as base64 so the type stays a string.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        use base64::Engine as _;
+        Self(base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    /// Returns the bytes of a secret made by [`Secret::from_bytes`].
+    pub fn expose_bytes(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.decode(&self.0).unwrap_or_default()
+    }
+
     /// Returns the secret value. Call this only where the value is sent to its
     /// one legitimate receiver.
     pub fn expose(&self) -> &str {

@@ -15,18 +15,43 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::{info, Level, Span};
 
+use axum::extract::FromRef;
+use axum_extra::extract::cookie::Key;
+
+use crate::auth::Provider;
 use crate::config::Config;
 use crate::routes;
+use crate::session::CookieSettings;
 
 /// Header that carries the request id. A request that already has one keeps
 /// it, and the app generates a UUID v4 for a request that has none.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// State shared by every handler. Cloning it is cheap.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     version: Arc<str>,
+    provider: Option<Arc<Provider>>,
+    cookie_key: Key,
+    cookies: CookieSettings,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AppState")
+            .field("config", &self.config)
+            .field("version", &self.version)
+            .field("cookie_key", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromRef<AppState> for Key {
+    fn from_ref(state: &AppState) -> Self {
+        state.cookie_key.clone()
+    }
 }
 
 impl AppState {
@@ -35,10 +60,31 @@ impl AppState {
             .app_version
             .clone()
             .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
+        // Without sign-in no cookie outlives the process, so a random key serves.
+        let cookie_key = match &config.oidc {
+            Some(oidc) => Key::from(&oidc.session_key.expose_bytes()),
+            None => Key::generate(),
+        };
+        let cookies = CookieSettings {
+            secure: config.oidc.as_ref().is_none_or(|oidc| oidc.cookie_secure),
+        };
+        let provider = config.oidc.clone().map(|oidc| Arc::new(Provider::new(oidc)));
         Self {
             config: Arc::new(config),
             version: version.into(),
+            provider,
+            cookie_key,
+            cookies,
         }
+    }
+
+    /// The OpenID provider, when sign-in is configured.
+    pub fn provider(&self) -> Option<&Provider> {
+        self.provider.as_deref()
+    }
+
+    pub fn cookies(&self) -> &CookieSettings {
+        &self.cookies
     }
 
     /// Returns `APP_VERSION`, or the crate version when it is unset.
@@ -60,7 +106,7 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id());
 
-    routes::router().with_state(state).layer(middleware)
+    routes::router(&state).with_state(state).layer(middleware)
 }
 
 /// Creates the span that every log line of one request carries. It records the

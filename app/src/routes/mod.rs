@@ -1,16 +1,29 @@
 //! HTTP routes, one module per page or endpoint.
 
+pub mod auth;
+pub mod error;
 pub mod health;
 pub mod home;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
+use crate::config::DEFAULT_REDIRECT_PATH;
 use crate::startup::AppState;
 
-/// Returns every route of the app, before middleware.
-pub fn router() -> Router<AppState> {
+/// Returns every route of the app, before middleware. The OAuth callback sits at the
+/// configured redirect path.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let callback_path = state
+        .config
+        .oidc
+        .as_ref()
+        .map(|oidc| oidc.redirect_path.clone())
+        .unwrap_or_else(|| DEFAULT_REDIRECT_PATH.to_owned());
     Router::new()
         .route("/", get(home::home))
         .route("/health", get(health::health))
+        .route("/login", get(auth::login))
+        .route("/logout", post(auth::logout))
+        .route(&callback_path, get(auth::callback))
 }

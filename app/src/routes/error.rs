@@ -1,0 +1,57 @@
+//! Error pages: a friendly message with an id for the user, the cause in the log.
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+#[derive(Debug, Clone, Copy)]
+pub enum ErrorKind {
+    NotConfigured,
+    LoginFailed,
+    Forbidden,
+}
+
+impl ErrorKind {
+    fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::NotConfigured => StatusCode::NOT_FOUND,
+            ErrorKind::LoginFailed => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// The English and Japanese text shown to the user.
+    fn text(self) -> (&'static str, &'static str) {
+        match self {
+            ErrorKind::NotConfigured => ("Sign-in is not configured for this app.", "このアプリではサインインが設定されていません。"),
+            ErrorKind::LoginFailed => ("Sign-in failed. Please try again.", "サインインに失敗しました。もう一度お試しください。"),
+            ErrorKind::Forbidden => (
+                "This request was rejected. Reload the page and try again.",
+                "このリクエストは拒否されました。ページを再読み込みしてもう一度お試しください。",
+            ),
+        }
+    }
+}
+
+/// Logs a rejected request with a new error id and returns the page that shows the id.
+pub fn rejected(kind: ErrorKind) -> Response {
+    let error_id = uuid::Uuid::new_v4().to_string();
+    tracing::info!(%error_id, kind = ?kind, "request rejected");
+    page(kind, &error_id)
+}
+
+/// Logs `cause` with a new error id and returns the page that shows the id.
+pub fn failed(kind: ErrorKind, cause: &dyn std::error::Error) -> Response {
+    let error_id = uuid::Uuid::new_v4().to_string();
+    tracing::warn!(%error_id, kind = ?kind, error = %cause, "request failed");
+    page(kind, &error_id)
+}
+
+fn page(kind: ErrorKind, error_id: &str) -> Response {
+    let (english, japanese) = kind.text();
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Error</title></head><body>\
+         <h1>{english}</h1><p lang=\"ja\">{japanese}</p><p>Error id / エラー ID: <code>{error_id}</code></p>\
+         <p><a href=\"/\">Home / ホーム</a></p></body></html>"
+    );
+    (kind.status(), Html(body)).into_response()
+}
