@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates the virtualenv `.venv` at the repository root and installs the AWS
-# emulator (moto) into it from tests/emulator/requirements.txt.
+# emulator (moto) into it from tests/emulator/requirements.txt, then installs
+# the OpenID provider of the tests (tests/oidc, `npm ci`).
 #
 #   scripts/setup.sh
 #
@@ -58,16 +59,38 @@ if [[ ! -x $venv/bin/python ]]; then
         fail "failed to create \`$venv\`; on Debian or Ubuntu install the \`python3-venv\` package"
 fi
 
-wanted=$(cat "$requirements" "$constraints" | sha256_of_stdin)
-if [[ -f $stamp && "$(<"$stamp")" == "$wanted" && -x $venv/bin/moto_server ]]; then
-    say "moto $(installed_moto_version) is already installed in \`$venv\`; nothing to do"
-    exit 0
-fi
+install_moto() {
+    local wanted
+    wanted=$(cat "$requirements" "$constraints" | sha256_of_stdin)
+    if [[ -f $stamp && "$(<"$stamp")" == "$wanted" && -x $venv/bin/moto_server ]]; then
+        say "moto $(installed_moto_version) is already installed in \`$venv\`; nothing to do"
+        return
+    fi
 
-say "installing \`$requirements\` into \`$venv\` (about 30 s on first run)"
-"$venv/bin/python" -m pip install --disable-pip-version-check --no-input --quiet \
-    --requirement "$requirements"
-[[ -x $venv/bin/moto_server ]] || fail "pip finished but \`$venv/bin/moto_server\` is missing"
+    say "installing \`$requirements\` into \`$venv\` (about 30 s on first run)"
+    "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --quiet \
+        --requirement "$requirements"
+    [[ -x $venv/bin/moto_server ]] || fail "pip finished but \`$venv/bin/moto_server\` is missing"
 
-printf '%s\n' "$wanted" >"$stamp"
-say "installed moto $(installed_moto_version) in \`$venv\`"
+    printf '%s\n' "$wanted" >"$stamp"
+    say "installed moto $(installed_moto_version) in \`$venv\`"
+}
+
+# Installs tests/oidc from its lock file, again only when the lock file changed.
+install_oidc_provider() {
+    local folder=tests/oidc
+    local oidc_stamp=$folder/node_modules/.package-lock.sha256
+    command -v npm >/dev/null 2>&1 || fail "\`npm\` not found; install Node.js 20 or later with npm"
+    local wanted
+    wanted=$(sha256_of_stdin <"$folder/package-lock.json")
+    if [[ -f $oidc_stamp && "$(<"$oidc_stamp")" == "$wanted" ]]; then
+        say "the OpenID provider's packages are already installed in \`$folder\`; nothing to do"
+        return
+    fi
+    say "installing the OpenID provider's packages in \`$folder\` (npm ci)"
+    (cd "$folder" && npm ci --no-audit --no-fund --loglevel=error)
+    printf '%s\n' "$wanted" >"$oidc_stamp"
+}
+
+install_moto
+install_oidc_provider

@@ -34,5 +34,12 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test ${scope[@]+"${scope[@]}"} "$@" 2>&1 | tee "$log" || status=$?
-awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+# The self-check of the test OpenID provider runs with the whole suite only.
+if ((${#scope[@]} > 0)) && (($# == 0)); then
+    node --test tests/oidc/selfcheck.mjs 2>&1 | tee -a "$log" || status=$?
+fi
+awk '/^test result:/ { passed += $4; failed += $6 }
+     /^# pass / { passed += $3 }
+     /^# fail / { failed += $3 }
+     END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
 exit "$status"

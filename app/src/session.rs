@@ -44,7 +44,7 @@ impl Session {
         }
     }
 
-    /// The name to greet the user with.
+    /// Returns the name to greet the user with.
     pub fn display_name(&self) -> &str {
         self.name.as_deref().or(self.email.as_deref()).unwrap_or(&self.subject)
     }

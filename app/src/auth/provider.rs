@@ -23,7 +23,7 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Client = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
 
-/// Why a login failed. The text goes to the log; the user sees a generic page with an id.
+/// A failed login. The text goes to the log, and the user sees a generic page with an id.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("OpenID provider discovery at `{issuer}` failed: {reason}")]
@@ -42,7 +42,7 @@ pub enum AuthError {
     InvalidIdToken(String),
 }
 
-/// What the browser keeps (encrypted) between the authorization request and the callback.
+/// The values the browser keeps, encrypted, between the authorization request and the callback.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginStart {
     pub state: String,
@@ -59,7 +59,7 @@ pub struct SignedIn {
     pub email: Option<String>,
     pub access_token: String,
     pub refresh_token: Option<String>,
-    /// Unix seconds when the access token expires, if the provider said.
+    /// Unix seconds when the access token expires, when the token response has `expires_in`.
     pub expires_at: Option<i64>,
 }
 
@@ -158,9 +158,9 @@ impl Provider {
         Ok((url, start))
     }
 
-    /// Exchanges the code with the PKCE verifier and verifies the id_token: signature against
-    /// the provider's keys (fetched again once for an unknown key id), `iss`, `aud`, `azp`,
-    /// `exp` and `iat` with a small clock skew, and the `nonce` of this login.
+    /// Exchanges the code with the PKCE verifier and verifies the id_token. The checks are the
+    /// signature against the provider's keys (fetched again once for an unknown key id), `iss`,
+    /// `aud`, `azp`, `exp` and `iat` with a small clock skew, and the `nonce` of this login.
     pub async fn finish_login(&self, start: &LoginStart, state: &str, code: &str) -> Result<SignedIn, AuthError> {
         if !constant_time_eq(start.state.as_bytes(), state.as_bytes()) {
             return Err(AuthError::StateMismatch);

@@ -1,4 +1,4 @@
-//! Where the browser goes after sign-in: only ever a path inside this app.
+//! The page the browser returns to after sign-in, which is only ever a path inside this app.
 
 /// Returns `candidate` when it is a path of this app, or `/` otherwise. Absolute URLs,
 /// scheme-relative `//host` forms, backslashes (which browsers read as `/`) and control

@@ -19,7 +19,7 @@ impl ErrorKind {
         }
     }
 
-    /// The English and Japanese text shown to the user.
+    /// Returns the English and Japanese text shown to the user.
     fn text(self) -> (&'static str, &'static str) {
         match self {
             ErrorKind::NotConfigured => ("Sign-in is not configured for this app.", "このアプリではサインインが設定されていません。"),
