@@ -8,7 +8,7 @@ use axum_extra::extract::cookie::{Cookie, Key, PrivateCookieJar, SameSite};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use time::Duration;
 
-use crate::auth::{LoginStart, SignedIn};
+use crate::auth::{LoginStart, SignedIn, Tokens};
 
 /// How long a started login may take before its cookie expires.
 const LOGIN_LIFETIME: Duration = Duration::minutes(10);
@@ -28,9 +28,35 @@ pub struct Session {
     pub access_token: String,
     pub refresh_token: Option<String>,
     pub expires_at: Option<i64>,
+    /// Unix seconds when the current access token was issued.
+    #[serde(default)]
+    pub issued_at: i64,
 }
 
+/// The longest time before expiry at which the access token is refreshed.
+const MAX_REFRESH_MARGIN: i64 = 60;
+
 impl Session {
+    /// True when the access token expires within the refresh margin: a minute, or half the
+    /// token's lifetime when that is shorter.
+    pub fn needs_refresh(&self, now: i64) -> bool {
+        let Some(expires_at) = self.expires_at else {
+            return false;
+        };
+        let lifetime = (expires_at - self.issued_at).max(0);
+        let margin = MAX_REFRESH_MARGIN.min(lifetime / 2);
+        now >= expires_at - margin
+    }
+
+    /// Replaces the tokens after a refresh.
+    pub fn with_tokens(mut self, tokens: Tokens, now: i64) -> Self {
+        self.access_token = tokens.access_token;
+        self.refresh_token = tokens.refresh_token.or(self.refresh_token);
+        self.expires_at = tokens.expires_at;
+        self.issued_at = now;
+        self
+    }
+
     pub fn from_login(signed_in: SignedIn) -> Self {
         Session {
             id: random_token(),
@@ -41,6 +67,7 @@ impl Session {
             access_token: signed_in.access_token,
             refresh_token: signed_in.refresh_token,
             expires_at: signed_in.expires_at,
+            issued_at: chrono::Utc::now().timestamp(),
         }
     }
 
@@ -120,4 +147,56 @@ impl CookieSettings {
 fn read<T: DeserializeOwned>(jar: &PrivateCookieJar<Key>, name: &str) -> Option<T> {
     let cookie = jar.get(name)?;
     serde_json::from_str(cookie.value()).ok()
+}
+
+/// Why a request has no usable session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("not signed in")]
+    NotSignedIn,
+    #[error("the sign-in expired; sign in again")]
+    RefreshFailed,
+}
+
+impl SessionError {
+    /// A stable code for JSON responses.
+    pub fn code(self) -> &'static str {
+        match self {
+            SessionError::NotSignedIn => "not_signed_in",
+            SessionError::RefreshFailed => "sign_in_expired",
+        }
+    }
+}
+
+/// Returns the session with an access token that is not about to expire, refreshing it first
+/// when needed, and the cookie jar to send back (updated after a refresh, cleared when the
+/// refresh failed so the user signs in again).
+pub async fn fresh_session(
+    state: &crate::startup::AppState,
+    jar: PrivateCookieJar<Key>,
+) -> Result<(Session, PrivateCookieJar<Key>), (SessionError, PrivateCookieJar<Key>)> {
+    let cookies = state.cookies();
+    let (Some(provider), Some(session)) = (state.provider(), cookies.session(&jar)) else {
+        return Err((SessionError::NotSignedIn, jar));
+    };
+    let now = chrono::Utc::now().timestamp();
+    if !session.needs_refresh(now) {
+        return Ok((session, jar));
+    }
+    let Some(refresh_token) = session.refresh_token.clone() else {
+        return Err((SessionError::RefreshFailed, cookies.without_session(jar)));
+    };
+
+    match state.refresher().refresh(provider, &refresh_token).await {
+        Ok(tokens) => {
+            let session = session.with_tokens(tokens, now);
+            tracing::info!(session_id = %session.id, "access token refreshed");
+            let jar = cookies.with_session(jar, &session);
+            Ok((session, jar))
+        }
+        Err(error) => {
+            tracing::warn!(session_id = %session.id, %error, "token refresh failed; signing the user out");
+            Err((SessionError::RefreshFailed, cookies.without_session(jar)))
+        }
+    }
 }

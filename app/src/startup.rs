@@ -18,7 +18,7 @@ use tracing::{info, Level, Span};
 use axum::extract::FromRef;
 use axum_extra::extract::cookie::Key;
 
-use crate::auth::Provider;
+use crate::auth::{Provider, Refresher};
 use crate::config::Config;
 use crate::routes;
 use crate::session::CookieSettings;
@@ -35,6 +35,7 @@ pub struct AppState {
     provider: Option<Arc<Provider>>,
     cookie_key: Key,
     cookies: CookieSettings,
+    refresher: Arc<Refresher>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -75,6 +76,7 @@ impl AppState {
             provider,
             cookie_key,
             cookies,
+            refresher: Arc::default(),
         }
     }
 
@@ -85,6 +87,10 @@ impl AppState {
 
     pub fn cookies(&self) -> &CookieSettings {
         &self.cookies
+    }
+
+    pub fn refresher(&self) -> &Arc<Refresher> {
+        &self.refresher
     }
 
     /// Returns `APP_VERSION`, or the crate version when it is unset.

@@ -40,6 +40,16 @@ pub enum AuthError {
     MissingIdToken,
     #[error("the id_token was rejected: {0}")]
     InvalidIdToken(String),
+    #[error("the token refresh failed: {0}")]
+    Refresh(String),
+}
+
+/// Tokens from a refresh. Databricks rotates refresh tokens, so the new one replaces the old.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_at: Option<i64>,
 }
 
 /// The values the browser keeps, encrypted, between the authorization request and the callback.
@@ -192,6 +202,29 @@ impl Provider {
             email: claims.email().map(|email| email.to_string()),
             access_token: response.access_token().secret().clone(),
             refresh_token: response.refresh_token().map(|token| token.secret().clone()),
+            expires_at: response
+                .expires_in()
+                .map(|lifetime| Utc::now().timestamp() + lifetime.as_secs() as i64),
+        })
+    }
+
+    /// Exchanges a refresh token for new tokens. Each refresh token works once, so callers run
+    /// at most one refresh per session at a time (see `Refresher`).
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, AuthError> {
+        let client = self.client(self.metadata(false).await?)?;
+        let token = openidconnect::RefreshToken::new(refresh_token.to_owned());
+        let response = client
+            .exchange_refresh_token(&token)
+            .map_err(|e| AuthError::Refresh(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| AuthError::Refresh(error_chain(&e)))?;
+        Ok(Tokens {
+            access_token: response.access_token().secret().clone(),
+            refresh_token: response
+                .refresh_token()
+                .map(|token| token.secret().clone())
+                .or_else(|| Some(refresh_token.to_owned())),
             expires_at: response
                 .expires_in()
                 .map(|lifetime| Utc::now().timestamp() + lifetime.as_secs() as i64),

@@ -1,5 +1,6 @@
 //! HTTP routes, one module per page or endpoint.
 
+pub mod api;
 pub mod auth;
 pub mod error;
 pub mod health;
@@ -23,6 +24,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(home::home))
         .route("/health", get(health::health))
+        .route("/api/me", get(api::me))
         .route("/login", get(auth::login))
         .route("/logout", post(auth::logout))
         .route(&callback_path, get(auth::callback))

@@ -34,6 +34,11 @@ pub struct OidcServer {
 
 impl OidcServer {
     pub fn start(redirect_uri: &str, post_logout_uri: &str) -> Self {
+        Self::start_with_ttl(redirect_uri, post_logout_uri, 60)
+    }
+
+    /// Starts the provider with access tokens that live `access_token_ttl` seconds.
+    pub fn start_with_ttl(redirect_uri: &str, post_logout_uri: &str, access_token_ttl: u32) -> Self {
         let script = repo_root().join("tests/oidc/server.mjs");
         assert!(
             repo_root().join("tests/oidc/node_modules").exists(),
@@ -46,6 +51,7 @@ impl OidcServer {
             .env("OIDC_CLIENT_SECRET", CLIENT_SECRET)
             .env("OIDC_REDIRECT_URIS", redirect_uri)
             .env("OIDC_POST_LOGOUT_REDIRECT_URIS", post_logout_uri)
+            .env("OIDC_ACCESS_TOKEN_TTL", access_token_ttl.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -84,9 +90,14 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn start() -> Self {
+        Self::start_with_ttl(60).await
+    }
+
+    /// Starts the app against a provider whose access tokens live `access_token_ttl` seconds.
+    pub async fn start_with_ttl(access_token_ttl: u32) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let oidc = OidcServer::start(&format!("{base}/oauth/callback"), &format!("{base}/"));
+        let oidc = OidcServer::start_with_ttl(&format!("{base}/oauth/callback"), &format!("{base}/"), access_token_ttl);
 
         let vars = Arc::new(std::collections::HashMap::from([
             ("DATABRICKS_HOST".to_owned(), oidc.host()),
