@@ -157,7 +157,7 @@ fn validate(cli: &Cli, args: &ManifestArg) -> Result<()> {
 
 fn bundle(cli: &Cli, args: &ManifestArg) -> Result<()> {
     let manifest = manifest::load(&args.manifest)?;
-    let bundle = rollout::bundle::create(&manifest.build.source_dir)?;
+    let bundle = rollout::bundle::create(&manifest.build.source_dir, &manifest.build.dockerfile)?;
     match cli.output {
         Format::Json => print_json(&serde_json::json!({
             "command": "bundle",
@@ -236,25 +236,40 @@ async fn caller_account(clients: &crate::aws::Clients) -> Result<String> {
         .ok_or_else(|| Error::Failed("STS returned no account id for the credentials".into()))
 }
 
-fn image_choice(args: &DeployArgs) -> ImageChoice {
-    match &args.image {
-        Some(uri) => ImageChoice::Uri(uri.clone()),
-        None => ImageChoice::Build,
+/// Checks `--image` and returns what to run. ECS takes up to 255 characters of
+/// `[REGISTRY/]REPOSITORY[:TAG][@DIGEST]` with no scheme.
+fn image_choice(args: &DeployArgs) -> Result<ImageChoice> {
+    let Some(uri) = &args.image else {
+        return Ok(ImageChoice::Build);
+    };
+    let valid = !uri.is_empty()
+        && uri.len() <= 255
+        && !uri.contains("://")
+        && !uri.starts_with(['/', ':', '@'])
+        && uri.chars().all(|c| c.is_ascii_alphanumeric() || "-._/:@".contains(c));
+    if !valid {
+        return Err(Error::Input(format!(
+            "invalid `--image` `{}`; write `REPOSITORY[:TAG]` or `REPOSITORY@sha256:DIGEST`, such as `123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/app@sha256:...`, without `https://`",
+            uri.escape_debug()
+        )));
     }
+    Ok(ImageChoice::Uri(uri.clone()))
 }
 
 async fn plan_command(cli: &Cli, args: &DeployArgs) -> Result<()> {
+    let image = image_choice(args)?;
     let cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
     let mut changes = plan::run(&cx, Kind::ALL, Operation::Converge).await?;
-    changes.extend(rollout::plan(&cx, &image_choice(args)).await?);
+    changes.extend(rollout::plan(&cx, &image).await?);
     finish(cli, &cx, "plan", &changes, None);
     Ok(())
 }
 
 async fn up(cli: &Cli, args: &DeployArgs) -> Result<()> {
+    let image = image_choice(args)?;
     let cx = context(cli, &args.manifest.manifest, Mode::Apply).await?;
     let mut changes = plan::run(&cx, Kind::ALL, Operation::Converge).await?;
-    changes.extend(rollout::apply(&cx, &image_choice(args)).await?);
+    changes.extend(rollout::apply(&cx, &image).await?);
     let url = Some(format!("https://{}", cx.manifest.https.domain));
     remind_dns(&cx);
     finish(cli, &cx, "up", &changes, url);

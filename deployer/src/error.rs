@@ -72,11 +72,12 @@ impl Error {
         }
     }
 
-    /// The process exit code: 2 for invalid input or a name the user must change, 1 for
-    /// everything else.
+    /// The process exit code: 2 for invalid input, missing or rejected credentials, or a name
+    /// the user must change, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Manifest(_) | Error::Input(_) | Error::NotOwned { .. } => 2,
+            Error::Aws { source, .. } if is_credentials_problem(&source.0) => 2,
             _ => 1,
         }
     }

@@ -315,8 +315,9 @@ fn unknown_existing_vpc_is_input_error() {
         "",
     );
     let run = stack.run(&["plan"]);
-    assert_ne!(run.code, 0, "{}", run.stderr);
+    run.expect_code(2);
     assert!(run.stderr.contains("vpc-0123456789abcdef0"), "{}", run.stderr);
+    assert!(run.stderr.contains("was not found"), "{}", run.stderr);
 }
 
 #[test]
@@ -330,8 +331,48 @@ fn missing_credentials_fail_with_hint() {
             .output()
             .unwrap(),
     );
-    run.expect_code(1);
+    run.expect_code(2);
     assert!(run.stderr.contains("no credentials found"), "{}", run.stderr);
     assert!(run.stderr.contains("hint: check the AWS credentials"), "{}", run.stderr);
     assert!(!run.stderr.contains("ProviderChainError"), "the error repeats itself in Debug form: {}", run.stderr);
+}
+
+#[test]
+fn changed_source_rolls_out_new_revision() {
+    let stack = Stack::new("redeploy");
+    stack.up().expect_code(0);
+
+    let source = stack.dir.path().join("source/app/src/main.rs");
+    std::fs::write(&source, "fn main() { println!(\"v2\"); }\n").unwrap();
+    let run = stack.up();
+    run.expect_code(0);
+    let changes = run.changes();
+    assert!(changes.iter().any(|(kind, _, action)| kind == "ecr:image" && action == "create"), "{changes:?}");
+    assert!(
+        changes.iter().any(|(kind, name, _)| kind == "ecs:task-definition" && name.ends_with(":2")),
+        "{changes:?}"
+    );
+    assert!(changes.iter().any(|(kind, _, action)| kind == "ecs:service" && action == "update"), "{changes:?}");
+
+    let plan = stack.run(&["plan", "--output", "json"]);
+    assert_eq!(plan.changes(), Vec::new());
+}
+
+#[test]
+fn invalid_image_is_input_error() {
+    let stack = Stack::new("badimage");
+    for image in ["", "https://registry.example/app:1", "repo:tag with space"] {
+        let run = stack.run(&["plan", "--image", image]);
+        run.expect_code(2);
+        assert!(run.stderr.contains("invalid `--image`"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn name_tag_is_rejected() {
+    let stack = Stack::new("nametag");
+    stack.write_manifest("\n[tags]\nName = \"mine\"\n");
+    let run = stack.run(&["validate"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("tags.Name"), "{}", run.stderr);
 }

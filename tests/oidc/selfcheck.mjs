@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 
 const SERVER_PATH = fileURLToPath(new URL('./server.mjs', import.meta.url));
 const STARTUP_TIMEOUT_MS = 15_000;
@@ -62,9 +62,9 @@ function readReadyLine(child, stderrChunks) {
   });
 }
 
-function startServer(args = ['--port', '0']) {
+function startServer(args = ['--port', '0'], extraEnv = {}) {
   const child = spawn(process.execPath, [SERVER_PATH, ...args], {
-    env: SERVER_ENV,
+    env: { ...SERVER_ENV, ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stderrChunks = [];
@@ -226,12 +226,16 @@ let issuer;
 let port;
 let metadata;
 
+async function fetchMetadata(issuerUrl) {
+  const response = await request(`${issuerUrl}/.well-known/openid-configuration`);
+  assert.equal(response.status, 200);
+  return response.json();
+}
+
 before(async () => {
   server = startServer();
   ({ issuer, port } = await server.ready);
-  const response = await request(`${issuer}/.well-known/openid-configuration`);
-  assert.equal(response.status, 200);
-  metadata = await response.json();
+  metadata = await fetchMetadata(issuer);
 });
 
 after(async () => {
@@ -240,8 +244,14 @@ after(async () => {
   }
 });
 
-function authorizationUrl({ state, nonce, challenge, extra = {} }) {
-  const url = new URL(metadata.authorization_endpoint);
+// The shared server's issuer and discovery document. The helpers below take
+// another one to drive a server that a test starts itself.
+function sharedProvider() {
+  return { issuer, metadata };
+}
+
+function authorizationUrl({ state, nonce, challenge, extra = {}, provider = sharedProvider() }) {
+  const url = new URL(provider.metadata.authorization_endpoint);
   const params = {
     client_id: CLIENT_ID,
     response_type: 'code',
@@ -264,15 +274,16 @@ function authorizationUrl({ state, nonce, challenge, extra = {} }) {
 // Signs in as `loginName` through the development login form and returns the
 // authorization code with the values needed to redeem it. The steps are the
 // ones README.md documents for scripted clients.
-async function signIn(loginName, { jar = new CookieJar(), scope = SCOPE } = {}) {
+async function signIn(loginName, { jar = new CookieJar(), scope = SCOPE, provider = sharedProvider() } = {}) {
+  const { issuer: issuerUrl, metadata: providerMetadata } = provider;
   const state = randomToken();
   const nonce = randomToken();
   const { verifier, challenge } = pkcePair();
 
   // 1. The authorization request redirects to the login interaction.
-  const authorize = await request(authorizationUrl({ state, nonce, challenge, extra: { scope } }), { jar });
+  const authorize = await request(authorizationUrl({ state, nonce, challenge, extra: { scope }, provider }), { jar });
   assert.equal(authorize.status, 303, 'authorization request status');
-  const interactionUrl = locationOf(authorize, issuer);
+  const interactionUrl = locationOf(authorize, issuerUrl);
   assert.match(interactionUrl.pathname, /^\/oidc\/interaction\/[\w-]+$/);
 
   // 2. The interaction page shows a login form that posts back to the same URL.
@@ -289,27 +300,27 @@ async function signIn(loginName, { jar = new CookieJar(), scope = SCOPE } = {}) 
     form: { prompt: 'login', login: loginName, password: 'any' },
   });
   assert.equal(login.status, 303, 'login form status');
-  const resumeUrl = locationOf(login, issuer);
+  const resumeUrl = locationOf(login, issuerUrl);
   assert.ok(
-    resumeUrl.pathname.startsWith(new URL(metadata.authorization_endpoint).pathname),
+    resumeUrl.pathname.startsWith(new URL(providerMetadata.authorization_endpoint).pathname),
     `login redirects to the authorization endpoint, not ${resumeUrl.pathname}`,
   );
 
   // 4. Consent is granted automatically, so the next redirect goes to the client.
   const resume = await request(resumeUrl, { jar });
   assert.equal(resume.status, 303, 'authorization resume status');
-  const callback = locationOf(resume, issuer);
+  const callback = locationOf(resume, issuerUrl);
   assert.equal(`${callback.origin}${callback.pathname}`, REDIRECT_URI);
   assert.equal(callback.searchParams.get('state'), state);
-  assert.equal(callback.searchParams.get('iss'), issuer);
+  assert.equal(callback.searchParams.get('iss'), issuerUrl);
   assert.equal(callback.searchParams.get('error'), null, `error ${callback.searchParams.get('error_description')}`);
   const code = callback.searchParams.get('code');
   assert.ok(code, 'callback has a code');
 
-  return { code, verifier, nonce, jar };
+  return { code, verifier, nonce, jar, provider };
 }
 
-async function tokenRequest(form, { auth = 'basic' } = {}) {
+async function tokenRequest(form, { auth = 'basic', provider = sharedProvider() } = {}) {
   const headers = {};
   const body = { ...form };
   if (auth === 'basic') {
@@ -318,21 +329,21 @@ async function tokenRequest(form, { auth = 'basic' } = {}) {
     body.client_id = CLIENT_ID;
     body.client_secret = CLIENT_SECRET;
   }
-  const response = await request(metadata.token_endpoint, { method: 'POST', form: body, headers });
+  const response = await request(provider.metadata.token_endpoint, { method: 'POST', form: body, headers });
   return { status: response.status, body: await response.json() };
 }
 
-function redeemCode({ code, verifier }, options) {
+function redeemCode({ code, verifier, provider }, options = {}) {
   return tokenRequest({
     grant_type: 'authorization_code',
     code,
     redirect_uri: REDIRECT_URI,
     code_verifier: verifier,
-  }, options);
+  }, { provider, ...options });
 }
 
-async function fetchJwks() {
-  const response = await request(metadata.jwks_uri);
+async function fetchJwks(provider = sharedProvider()) {
+  const response = await request(provider.metadata.jwks_uri);
   assert.equal(response.status, 200);
   return response.json();
 }
@@ -349,9 +360,9 @@ async function verifyIdToken(idToken, jwks, nonce) {
   return { payload, protectedHeader };
 }
 
-function verifyAccessToken(accessToken, jwks) {
+function verifyAccessToken(accessToken, jwks, expectedIssuer = issuer) {
   return jwtVerify(accessToken, createLocalJWKSet(jwks), {
-    issuer,
+    issuer: expectedIssuer,
     audience: RESOURCE,
     algorithms: ['RS256'],
     typ: 'at+jwt',
@@ -606,6 +617,246 @@ test('key rotation signs with the new key', async () => {
   await assert.rejects(verifyAccessToken(body.access_token, dropped), { code: 'ERR_JWKS_NO_MATCHING_KEY' });
 });
 
+// ---------------------------------------------------------------------------
+// id_token tamper switch. These tests run after the key rotation, so the
+// forgeries that re-sign with the real key also show that the Provider built
+// by the rotation has the tamper middleware and signs with the newest key.
+
+const FORGED_ISSUER = 'http://127.0.0.1:1/oidc';
+const FORGED_AUDIENCE = 'someone-else';
+
+function postTamper({ query = {}, body } = {}) {
+  const url = new URL(`http://127.0.0.1:${port}/admin/tamper`);
+  for (const [name, value] of Object.entries(query)) {
+    url.searchParams.set(name, value);
+  }
+  return fetch(url, {
+    method: 'POST',
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body)),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+}
+
+async function armTamper(mode, query = {}) {
+  const response = await postTamper({ query: { mode, ...query } });
+  const body = await response.json();
+  assert.equal(response.status, 200, JSON.stringify(body));
+  return body;
+}
+
+// Signs in and redeems the code, and returns the token response with the nonce of the login.
+async function signInForTokens(loginName) {
+  const signedIn = await signIn(loginName);
+  const { status, body } = await redeemCode(signedIn);
+  assert.equal(status, 200, JSON.stringify(body));
+  assert.ok(body.id_token, 'response has id_token');
+  return { tokens: body, nonce: signedIn.nonce };
+}
+
+// Returns the SPKI PEM text of an RSA public JWK, the HMAC secret of the key confusion attack.
+function pemOfPublicJwk(jwk) {
+  return crypto.createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'pem' });
+}
+
+// Checks that the forged token keeps the claims of the login it came from.
+function assertGenuineClaims(claims, loginName, nonce) {
+  assert.equal(claims.sub, loginName);
+  assert.equal(claims.iss, issuer);
+  assert.equal(claims.aud, CLIENT_ID);
+  assert.equal(claims.nonce, nonce);
+}
+
+// Per mode: how the forged id_token must look, given the current JWKS with its
+// single key.
+const TAMPER_CHECKS = {
+  'bad-signature': async ({ idToken, jwks, loginName, nonce }) => {
+    assert.deepEqual(decodeProtectedHeader(idToken), { alg: 'RS256', kid: jwks.keys[0].kid });
+    assertGenuineClaims(decodeJwt(idToken), loginName, nonce);
+    await assert.rejects(verifyIdToken(idToken, jwks), { code: 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' });
+  },
+
+  'alg-none': async ({ idToken, jwks, loginName, nonce }) => {
+    assert.deepEqual(decodeProtectedHeader(idToken), { alg: 'none', typ: 'JWT', kid: jwks.keys[0].kid });
+    assert.ok(idToken.endsWith('.'), 'unsecured JWT has an empty signature');
+    assert.equal(idToken.split('.').length, 3);
+    assertGenuineClaims(decodeJwt(idToken), loginName, nonce);
+    await assert.rejects(verifyIdToken(idToken, jwks), { code: 'ERR_JOSE_ALG_NOT_ALLOWED' });
+  },
+
+  'hs256-public-key': async ({ idToken, jwks, loginName, nonce }) => {
+    assert.deepEqual(decodeProtectedHeader(idToken), { alg: 'HS256', kid: jwks.keys[0].kid });
+    await assert.rejects(verifyIdToken(idToken, jwks), { code: 'ERR_JOSE_ALG_NOT_ALLOWED' });
+    // The HMAC verifies with the public key's PEM text as the secret.
+    const secret = new TextEncoder().encode(pemOfPublicJwk(jwks.keys[0]));
+    const { payload } = await jwtVerify(idToken, secret, { issuer, audience: CLIENT_ID, algorithms: ['HS256'] });
+    assertGenuineClaims(payload, loginName, nonce);
+  },
+
+  'wrong-issuer': async ({ idToken, jwks, loginName }) => {
+    assert.equal(decodeProtectedHeader(idToken).kid, jwks.keys[0].kid);
+    await assert.rejects(verifyIdToken(idToken, jwks), { code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: 'iss' });
+    const { payload } = await jwtVerify(idToken, createLocalJWKSet(jwks), { algorithms: ['RS256'] });
+    assert.equal(payload.iss, FORGED_ISSUER);
+    assert.equal(payload.sub, loginName);
+  },
+
+  'wrong-audience': async ({ idToken, jwks, loginName }) => {
+    assert.equal(decodeProtectedHeader(idToken).kid, jwks.keys[0].kid);
+    await assert.rejects(verifyIdToken(idToken, jwks), { code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: 'aud' });
+    const { payload } = await jwtVerify(idToken, createLocalJWKSet(jwks), { issuer, algorithms: ['RS256'] });
+    assert.equal(payload.aud, FORGED_AUDIENCE);
+    assert.equal(payload.sub, loginName);
+  },
+
+  expired: async ({ idToken, jwks, loginName, nonce }) => {
+    assert.equal(decodeProtectedHeader(idToken).kid, jwks.keys[0].kid);
+    await assert.rejects(verifyIdToken(idToken, jwks), { code: 'ERR_JWT_EXPIRED' });
+    const claims = decodeJwt(idToken);
+    const now = Math.floor(Date.now() / 1000);
+    assert.ok(claims.exp < now - 60 * 60, `exp ${claims.exp} is over an hour before ${now}`);
+    assert.ok(claims.iat < claims.exp, 'iat stays before exp');
+    // With the clock set back to just after iat, the signature and the other claims verify.
+    const { payload } = await jwtVerify(idToken, createLocalJWKSet(jwks), {
+      issuer,
+      audience: CLIENT_ID,
+      algorithms: ['RS256'],
+      currentDate: new Date((claims.iat + 1) * 1000),
+    });
+    assertGenuineClaims(payload, loginName, nonce);
+  },
+
+  'missing-nonce': async ({ idToken, jwks, loginName }) => {
+    assert.equal(decodeProtectedHeader(idToken).kid, jwks.keys[0].kid);
+    const { payload } = await verifyIdToken(idToken, jwks);
+    assert.equal(payload.sub, loginName);
+    assert.equal('nonce' in payload, false, 'nonce claim is removed');
+  },
+
+  'wrong-nonce': async ({ idToken, jwks, loginName, nonce }) => {
+    assert.equal(decodeProtectedHeader(idToken).kid, jwks.keys[0].kid);
+    const { payload } = await verifyIdToken(idToken, jwks);
+    assert.equal(payload.sub, loginName);
+    assert.equal(typeof payload.nonce, 'string');
+    assert.notEqual(payload.nonce, nonce);
+  },
+
+  'unknown-kid': async ({ idToken, jwks, loginName, nonce }) => {
+    const header = decodeProtectedHeader(idToken);
+    assert.equal(header.alg, 'RS256');
+    assert.ok(header.kid, 'header has a kid');
+    assert.ok(!jwks.keys.some((key) => key.kid === header.kid), `kid ${header.kid} is not in the JWKS`);
+    assertGenuineClaims(decodeJwt(idToken), loginName, nonce);
+    await assert.rejects(verifyIdToken(idToken, jwks), { code: 'ERR_JWKS_NO_MATCHING_KEY' });
+  },
+
+  'future-iat': async ({ idToken, jwks, loginName, nonce }) => {
+    assert.equal(decodeProtectedHeader(idToken).kid, jwks.keys[0].kid);
+    // jose checks `iat` only with maxTokenAge, so the plain check passes.
+    const { payload } = await verifyIdToken(idToken, jwks, nonce);
+    assertGenuineClaims(payload, loginName, nonce);
+    const now = Math.floor(Date.now() / 1000);
+    assert.ok(payload.iat > now + 50 * 60, `iat ${payload.iat} is about an hour after ${now}`);
+    assert.ok(payload.exp - payload.iat <= 60, 'the lifetime stays at most 60 s');
+    await assert.rejects(
+      jwtVerify(idToken, createLocalJWKSet(jwks), { algorithms: ['RS256'], maxTokenAge: '2h' }),
+      { code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: 'iat' },
+    );
+  },
+};
+
+for (const [mode, check] of Object.entries(TAMPER_CHECKS)) {
+  test(`tamper ${mode} forges the id_token`, async () => {
+    assert.deepEqual(await armTamper(mode), { armed: mode, grant: 'authorization_code' });
+    const loginName = `tamper-${mode}`;
+    const { tokens, nonce } = await signInForTokens(loginName);
+    const jwks = await fetchJwks();
+    assert.equal(jwks.keys.length, 1, 'the rotation test leaves one key');
+    await check({ idToken: tokens.id_token, jwks, loginName, nonce });
+
+    // Only the id_token is forged.
+    await verifyAccessToken(tokens.access_token, jwks);
+    assert.ok(tokens.refresh_token, 'response keeps its refresh token');
+  });
+}
+
+test('tamper switch fires once', async () => {
+  await armTamper('wrong-nonce');
+  const forged = await signInForTokens('tamper-once');
+  await assert.rejects(verifyIdToken(forged.tokens.id_token, await fetchJwks(), forged.nonce));
+
+  const next = await signInForTokens('tamper-once');
+  await verifyIdToken(next.tokens.id_token, await fetchJwks(), next.nonce);
+});
+
+test('tamper mode off disarms', async () => {
+  await armTamper('bad-signature');
+  assert.deepEqual(await armTamper('off'), { armed: 'off' });
+  const { tokens, nonce } = await signInForTokens('tamper-off');
+  await verifyIdToken(tokens.id_token, await fetchJwks(), nonce);
+});
+
+test('tamper leaves refresh alone by default', async () => {
+  const { tokens } = await signInForTokens('tamper-refresh-default');
+  await armTamper('bad-signature');
+
+  const refreshed = await tokenRequest({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token });
+  assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+  await verifyIdToken(refreshed.body.id_token, await fetchJwks());
+
+  // The switch stays armed for the next code exchange.
+  const exchanged = await signInForTokens('tamper-refresh-default');
+  await assert.rejects(verifyIdToken(exchanged.tokens.id_token, await fetchJwks()), {
+    code: 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED',
+  });
+});
+
+test('tamper grant=refresh_token forges refresh', async () => {
+  // A JSON body works as well as the query.
+  const armed = await postTamper({ body: { mode: 'wrong-nonce', grant: 'refresh_token' } });
+  assert.equal(armed.status, 200);
+  assert.deepEqual(await armed.json(), { armed: 'wrong-nonce', grant: 'refresh_token' });
+
+  // The code exchange stays genuine.
+  const { tokens, nonce } = await signInForTokens('tamper-refresh');
+  const jwks = await fetchJwks();
+  await verifyIdToken(tokens.id_token, jwks, nonce);
+
+  const refreshed = await tokenRequest({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token });
+  assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+  const { payload } = await verifyIdToken(refreshed.body.id_token, jwks);
+  assert.equal(payload.sub, 'tamper-refresh');
+  assert.notEqual(payload.nonce, nonce);
+
+  // One shot: the next refresh is genuine again, and oidc-provider keeps the login's nonce.
+  const again = await tokenRequest({ grant_type: 'refresh_token', refresh_token: refreshed.body.refresh_token });
+  assert.equal(again.status, 200, JSON.stringify(again.body));
+  await verifyIdToken(again.body.id_token, jwks, nonce);
+});
+
+test('tamper rejects invalid requests', async () => {
+  const cases = [
+    { description: 'unknown mode', request: { query: { mode: 'rot13' } } },
+    { description: 'missing mode', request: {} },
+    { description: 'unknown grant', request: { query: { mode: 'expired', grant: 'client_credentials' } } },
+    { description: 'body that is not JSON', request: { body: 'mode=expired' } },
+    { description: 'JSON array body', request: { body: ['expired'] } },
+    { description: 'non-string mode', request: { body: { mode: 1 } } },
+  ];
+  for (const { description, request: tamperRequest } of cases) {
+    const response = await postTamper(tamperRequest);
+    assert.equal(response.status, 400, description);
+    assert.equal((await response.json()).error, 'invalid_request', description);
+  }
+
+  const get = await request(`http://127.0.0.1:${port}/admin/tamper?mode=expired`);
+  assert.equal(get.status, 405);
+
+  // None of the rejected requests armed the switch.
+  const { tokens, nonce } = await signInForTokens('tamper-invalid');
+  await verifyIdToken(tokens.id_token, await fetchJwks(), nonce);
+});
+
 test('logout redirects to the post-logout URI', async () => {
   const signedIn = await signIn('heidi');
   const { body } = await redeemCode(signedIn);
@@ -639,6 +890,36 @@ test('logout redirects to the post-logout URI', async () => {
   const again = await request(authorizationUrl({ state: randomToken(), nonce: randomToken(), challenge }), { jar: signedIn.jar });
   assert.equal(again.status, 303);
   assert.match(locationOf(again, issuer).pathname, /^\/oidc\/interaction\//);
+});
+
+test('access token TTL of 2 s works', async () => {
+  const shortLived = startServer(['--port', '0'], { OIDC_ACCESS_TOKEN_TTL: '2' });
+  try {
+    const { issuer: shortIssuer } = await shortLived.ready;
+    const provider = { issuer: shortIssuer, metadata: await fetchMetadata(shortIssuer) };
+    const signedIn = await signIn('kate', { provider });
+    const { status, body } = await redeemCode(signedIn);
+    assert.equal(status, 200, JSON.stringify(body));
+    assert.equal(body.expires_in, 2);
+    const jwks = await fetchJwks(provider);
+    const { payload } = await verifyAccessToken(body.access_token, jwks, shortIssuer);
+    assert.equal(payload.exp - payload.iat, 2);
+
+    // The refresh token works after the access token has expired.
+    const waitMs = payload.exp * 1000 - Date.now() + 200;
+    await new Promise((resolve) => setTimeout(resolve, Math.max(waitMs, 0)));
+    await assert.rejects(verifyAccessToken(body.access_token, jwks, shortIssuer), { code: 'ERR_JWT_EXPIRED' });
+    const refreshed = await tokenRequest(
+      { grant_type: 'refresh_token', refresh_token: body.refresh_token },
+      { provider },
+    );
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+    assert.equal(refreshed.body.expires_in, 2);
+    const { payload: refreshedPayload } = await verifyAccessToken(refreshed.body.access_token, jwks, shortIssuer);
+    assert.equal(refreshedPayload.exp - refreshedPayload.iat, 2);
+  } finally {
+    await stopServer(shortLived.child);
+  }
 });
 
 test('server exits when its parent dies', async () => {

@@ -9,11 +9,19 @@ import { parseArgs } from 'node:util';
 
 import { AdapterStore } from './adapter.mjs';
 import { createProvider, generateSigningKey } from './provider.mjs';
+import {
+  DEFAULT_TAMPER_GRANT_TYPE,
+  IdTokenTamper,
+  TAMPER_GRANT_TYPES,
+  TAMPER_MODES,
+  TAMPER_OFF,
+} from './tamper.mjs';
 
 const HOST = '127.0.0.1';
 const MOUNT_PATH = '/oidc';
 const PARENT_POLL_INTERVAL_MS = 500;
 const SHUTDOWN_TIMEOUT_MS = 2_000;
+const MAX_ADMIN_BODY_BYTES = 16 * 1024;
 
 // oidc-provider prints its notices with console.info, which writes to stdout.
 // A test harness reads stdout for the ready line, so notices go to stderr.
@@ -104,16 +112,19 @@ function readSettings() {
 
 // Owner of the current Provider, which it replaces when the signing keys
 // change. oidc-provider reads its keys only in the constructor, so a key
-// rotation builds a new Provider over the same adapter store and cookie keys.
+// rotation builds a new Provider over the same adapter store and cookie keys,
+// and with the same id_token tamper switch.
 class ProviderHost {
   #issuer;
   #options;
+  #tamper;
   #signingKeys;
   #callback;
 
-  constructor(issuer, options, signingKeys) {
+  constructor(issuer, options, signingKeys, tamper) {
     this.#issuer = issuer;
     this.#options = options;
+    this.#tamper = tamper;
     this.#install(signingKeys);
   }
 
@@ -145,6 +156,9 @@ class ProviderHost {
       });
     }
     provider.on('grant.revoked', (_ctx, grantId) => logLine(`grant revoked: ${grantId}`));
+    // The provider signs with the first key, so forgeries that need the real
+    // key re-sign with that one.
+    provider.use(this.#tamper.middleware(signingKeys[0]));
 
     this.#signingKeys = signingKeys;
     this.#callback = provider.callback();
@@ -161,11 +175,84 @@ function sendJson(res, status, body) {
   res.end(text);
 }
 
+function sendInvalidRequest(res, description) {
+  logLine(`admin request rejected: ${description}`);
+  sendJson(res, 400, { error: 'invalid_request', error_description: description });
+}
+
+// Reads a JSON object from the request body. An empty body counts as `{}`.
+// Returns undefined after sending a 400 or 413 response.
+async function readJsonObject(req, res) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > MAX_ADMIN_BODY_BYTES) {
+      logLine(`admin request rejected: request body exceeds ${MAX_ADMIN_BODY_BYTES} bytes`);
+      sendJson(res, 413, { error: 'invalid_request', error_description: `request body exceeds ${MAX_ADMIN_BODY_BYTES} bytes` });
+      return undefined;
+    }
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (text === '') {
+    return {};
+  }
+
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch (error) {
+    sendInvalidRequest(res, `request body is not valid JSON (${error.message}); send an object such as {"mode":"bad-signature"}`);
+    return undefined;
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    sendInvalidRequest(res, 'request body must be a JSON object such as {"mode":"bad-signature"}');
+    return undefined;
+  }
+  return body;
+}
+
+// Arms or disarms the id_token tamper switch. `mode` and `grant` come from the
+// query or from a JSON body, and a query parameter wins over the body field.
+async function handleTamper(req, res, url, tamper) {
+  const body = await readJsonObject(req, res);
+  if (body === undefined) {
+    return;
+  }
+  const mode = url.searchParams.get('mode') ?? body.mode;
+  const grantType = url.searchParams.get('grant') ?? body.grant ?? DEFAULT_TAMPER_GRANT_TYPE;
+  const modeList = [...TAMPER_MODES, TAMPER_OFF].join(', ');
+
+  if (mode === undefined) {
+    sendInvalidRequest(res, `missing \`mode\`; use one of ${modeList}`);
+    return;
+  }
+  if (mode === TAMPER_OFF) {
+    tamper.disarm();
+    logLine('tamper switch disarmed');
+    sendJson(res, 200, { armed: TAMPER_OFF });
+    return;
+  }
+  if (!TAMPER_MODES.includes(mode)) {
+    sendInvalidRequest(res, `invalid \`mode\` ${JSON.stringify(mode)}; use one of ${modeList}`);
+    return;
+  }
+  if (!TAMPER_GRANT_TYPES.includes(grantType)) {
+    sendInvalidRequest(res, `invalid \`grant\` ${JSON.stringify(grantType)}; use one of ${TAMPER_GRANT_TYPES.join(', ')}`);
+    return;
+  }
+
+  tamper.arm(mode, grantType);
+  logLine(`tamper switch armed: mode ${mode} for the next ${grantType} token response`);
+  sendJson(res, 200, { armed: mode, grant: grantType });
+}
+
 function isLoopback(address) {
   return address === '127.0.0.1' || address === '::ffff:127.0.0.1' || address === '::1';
 }
 
-async function handleAdmin(req, res, url, providerHost, shutdown) {
+async function handleAdmin(req, res, url, { providerHost, tamper, shutdown }) {
   if (!isLoopback(req.socket.remoteAddress)) {
     sendJson(res, 403, { error: 'forbidden', error_description: 'admin endpoints accept requests from 127.0.0.1 only' });
     return;
@@ -184,6 +271,9 @@ async function handleAdmin(req, res, url, providerHost, shutdown) {
       sendJson(res, 200, { signing_kid: signingKid, kids: providerHost.signingKeyIds });
       return;
     }
+    case '/admin/tamper':
+      await handleTamper(req, res, url, tamper);
+      return;
     case '/admin/shutdown':
       sendJson(res, 200, { status: 'shutting down' });
       res.on('finish', () => shutdown('POST /admin/shutdown'));
@@ -215,6 +305,7 @@ function logRequest(req, res, pathname, startedAt) {
 async function main() {
   const settings = readSettings();
   const store = new AdapterStore();
+  const tamper = new IdTokenTamper({ log: logLine });
   let providerHost;
   let shuttingDown = false;
 
@@ -226,7 +317,7 @@ async function main() {
       if (!providerHost) {
         sendJson(res, 503, { error: 'temporarily_unavailable', error_description: 'the provider is starting; retry after the ready line' });
       } else if (url.pathname.startsWith('/admin/')) {
-        await handleAdmin(req, res, url, providerHost, shutdown);
+        await handleAdmin(req, res, url, { providerHost, tamper, shutdown });
       } else if (url.pathname === MOUNT_PATH || url.pathname.startsWith(`${MOUNT_PATH}/`)) {
         await handleProvider(req, res, url, providerHost);
       } else {
@@ -288,6 +379,7 @@ async function main() {
       cookieKeys: [crypto.randomBytes(32).toString('base64url')],
     },
     [await generateSigningKey()],
+    tamper,
   );
 
   logLine(

@@ -225,3 +225,13 @@ pub fn csrf_token(html: &str) -> String {
     let at = html.find("name=\"csrf_token\"").expect("a sign-out form");
     attribute(&html[at..], "value").expect("a CSRF token")
 }
+
+impl OidcServer {
+    /// Posts to one of the provider's test-only admin endpoints, such as `/admin/rotate-keys`.
+    pub async fn admin(&self, path_and_query: &str) -> serde_json::Value {
+        let url = format!("{}{path_and_query}", self.host());
+        let response = reqwest::Client::new().post(&url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "POST {url}");
+        response.json().await.unwrap()
+    }
+}

@@ -34,6 +34,8 @@ pub(super) fn network(cx: &mut Checker, raw: Option<RawNetwork>, region: Option<
     })
 }
 
+const MAX_ALLOWED_CIDRS: usize = 30;
+
 fn allowed_cidrs(cx: &mut Checker, raw: &RawNetwork) -> Option<Vec<IpNet>> {
     let example = "allowed_cidrs = [\"203.0.113.0/24\"]";
     let list = cx.required("network", "allowed_cidrs", raw.allowed_cidrs.clone(), example)?;
@@ -43,6 +45,17 @@ fn allowed_cidrs(cx: &mut Checker, raw: &RawNetwork) -> Option<Vec<IpNet>> {
             &list.span(),
             "`allowed_cidrs` is empty, so nobody could reach the load balancer".into(),
             "list the networks that may reach the app, such as `[\"203.0.113.0/24\"]`, or write `[\"0.0.0.0/0\"]` to allow everyone".into(),
+        );
+        return None;
+    }
+    // Each CIDR becomes two rules (ports 80 and 443), and a security group allows 60 inbound
+    // rules per IP family by default.
+    if list.get_ref().len() > MAX_ALLOWED_CIDRS {
+        cx.report(
+            "network.allowed_cidrs",
+            &list.span(),
+            format!("{} CIDRs is more than the maximum of {MAX_ALLOWED_CIDRS}", list.get_ref().len()),
+            "merge neighbouring networks into larger CIDRs: each one takes two of the 60 inbound rules a security group allows by default".into(),
         );
         return None;
     }

@@ -544,6 +544,15 @@ fn bad_cases() -> Vec<Case> {
         case("deploy timeout unparsable", append("[deploy]\ntimeout = \"soon\""), "deploy.timeout", APPENDED + 1, "invalid duration `soon`"),
         case("health URL not http", append("[deploy]\nhealth_url = \"ftp://127.0.0.1/health\""), "deploy.health_url", APPENDED + 1, "has the scheme `ftp`"),
         case("tag with reserved prefix", append("[tags]\n\"aws:team\" = \"x\""), "tags.\"aws:team\"", APPENDED + 1, "uses a reserved prefix"),
+        case("tag named Name", append("[tags]\nName = \"x\""), "tags.Name", APPENDED + 1, "tag key `Name` is set by the deployer"),
+        case("name with double hyphen", replace("name = \"demo\"", "name = \"my--app\""), "app.name", 2, "invalid name `my--app`"),
+        case(
+            "health URL with password",
+            append("[deploy]\nhealth_url = \"http://admin:hunter2pw@127.0.0.1/health\""),
+            "deploy.health_url",
+            APPENDED + 1,
+            "contains a user name or password",
+        ),
         case("unknown key typo", replace("name = \"demo\"", "name = \"demo\"\nnmae = \"demo\""), "app.nmae", 3, "unknown key `nmae` in `[app]`"),
         case("unknown table typo", append("[servce]\ncpu = 256"), "servce", APPENDED, "unknown table `[servce]`"),
         case(
@@ -786,4 +795,23 @@ fn allowed_cidrs_accept_ipv4_any() {
     let any = manifest.network.allowed_cidrs[0];
     assert_eq!(any.to_string(), "0.0.0.0/0");
     assert!(any.contains(&std::net::IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8))));
+}
+
+#[test]
+fn health_url_password_is_not_echoed() {
+    let error = parse_test(&append("[deploy]\nhealth_url = \"http://admin:hunter2pw@127.0.0.1/health\"")).unwrap_err();
+    assert!(!error.to_string().contains("hunter2pw"), "{error}");
+}
+
+#[test]
+fn too_many_allowed_cidrs_are_rejected() {
+    let cidrs: Vec<String> = (0..31).map(|i| format!("\"198.51.{i}.0/24\"")).collect();
+    let text = replace(
+        "allowed_cidrs = [\"203.0.113.0/24\"]",
+        &format!("allowed_cidrs = [{}]", cidrs.join(", ")),
+    );
+    let problems = problems_of(&text);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "network.allowed_cidrs");
+    assert!(problems[0].message.contains("more than the maximum of 30"), "{}", problems[0].message);
 }

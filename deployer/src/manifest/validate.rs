@@ -105,11 +105,17 @@ fn app(cx: &mut Checker, raw: Option<RawApp>) -> Option<AppConfig> {
     Some(AppConfig { name, stage })
 }
 
-/// Checks a lower-case DNS-style name: letters, digits and inner hyphens.
+/// Checks a lower-case DNS-style name: letters, digits and single inner hyphens. ECR rejects
+/// repository names with two separators in a row, so `my--app` is invalid too.
 fn dns_name(cx: &mut Checker, key: &str, value: &Spanned<String>) -> Option<Name> {
     let text = value.get_ref();
     let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-    if !text.is_empty() && text.chars().all(allowed) && !text.starts_with('-') && !text.ends_with('-') {
+    let valid = !text.is_empty()
+        && text.chars().all(allowed)
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+        && !text.contains("--");
+    if valid {
         return Some(Name(text.clone()));
     }
 
@@ -118,7 +124,10 @@ fn dns_name(cx: &mut Checker, key: &str, value: &Spanned<String>) -> Option<Name
         .chars()
         .map(|c| if allowed(c) { c } else { '-' })
         .collect();
-    let suggestion = suggestion.trim_matches('-');
+    let mut suggestion = suggestion.trim_matches('-').to_owned();
+    while suggestion.contains("--") {
+        suggestion = suggestion.replace("--", "-");
+    }
     let hint = if suggestion.is_empty() {
         "use lower-case letters, digits and hyphens inside, such as `my-app`".to_owned()
     } else {
@@ -127,7 +136,7 @@ fn dns_name(cx: &mut Checker, key: &str, value: &Spanned<String>) -> Option<Name
     cx.report(
         key,
         &value.span(),
-        format!("invalid name `{text}`: only lower-case letters, digits and inner hyphens are allowed"),
+        format!("invalid name `{}`: only lower-case letters, digits and single inner hyphens are allowed", text.escape_debug()),
         hint,
     );
     None
@@ -499,6 +508,10 @@ fn deploy_timeout(cx: &mut Checker, value: &Spanned<String>) -> Option<Duration>
 fn health_url(cx: &mut Checker, value: &Spanned<String>) -> Option<Url> {
     let text = value.get_ref();
     let message = match Url::parse(text) {
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+            // The URL is printed in progress lines, so credentials in it would leak.
+            format!("health URL `{}://...@{}` contains a user name or password", url.scheme(), url.host_str().unwrap_or(""))
+        }
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => return Some(url),
         Ok(url) => format!("health URL `{text}` has the scheme `{}`, but only `http` and `https` are supported", url.scheme()),
         Err(error) => format!("invalid health URL `{text}`: {error}"),
@@ -555,6 +568,11 @@ fn tag_key(cx: &mut Checker, path: &str, key: &Spanned<String>) -> bool {
         (
             format!("tag key `{text}` uses a reserved prefix"),
             "rename the tag: `aws:` is reserved by AWS and `deployer:` by the deployer".to_owned(),
+        )
+    } else if text == "Name" {
+        (
+            "tag key `Name` is set by the deployer".to_owned(),
+            "remove it: the deployer names each resource itself and finds it again by that name".to_owned(),
         )
     } else if !is_tag_text(text) {
         (

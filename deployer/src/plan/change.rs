@@ -97,10 +97,26 @@ pub fn diff_field<T: PartialEq + fmt::Debug>(fields: &mut Vec<FieldChange>, fiel
     if from != to {
         fields.push(FieldChange {
             field: field.to_owned(),
-            from: format!("{from:?}"),
-            to: format!("{to:?}"),
+            from: plain(&format!("{from:?}")),
+            to: plain(&format!("{to:?}")),
         });
     }
+}
+
+/// Turns a value's `Debug` text into what a person expects to read in a plan: `Some(7)` as `7`,
+/// `None` as `(none)` and `"text"` without its quotes.
+fn plain(debug: &str) -> String {
+    if debug == "None" {
+        return "(none)".to_owned();
+    }
+    if let Some(inner) = debug.strip_prefix("Some(").and_then(|rest| rest.strip_suffix(')')) {
+        return plain(inner);
+    }
+    let quoted = debug.len() >= 2 && debug.starts_with('"') && debug.ends_with('"');
+    if quoted && !debug[1..debug.len() - 1].contains('"') {
+        return debug[1..debug.len() - 1].replace("\\\\", "\\");
+    }
+    debug.to_owned()
 }
 
 /// Pushes one field change per key whose value differs, such as `environment.PORT`.
@@ -162,5 +178,21 @@ impl fmt::Display for Summary {
             "{} to create, {} to update, {} to replace, {} to delete",
             self.create, self.update, self.replace, self.delete
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_values_read_plainly() {
+        let mut fields = Vec::new();
+        diff_field(&mut fields, "retention", Some(7), Some(30));
+        diff_field(&mut fields, "revision", Some("app:1"), Some("app:2"));
+        diff_field(&mut fields, "policy", None, Some("TLS13"));
+        assert_eq!((fields[0].from.as_str(), fields[0].to.as_str()), ("7", "30"));
+        assert_eq!((fields[1].from.as_str(), fields[1].to.as_str()), ("app:1", "app:2"));
+        assert_eq!((fields[2].from.as_str(), fields[2].to.as_str()), ("(none)", "TLS13"));
     }
 }

@@ -41,6 +41,8 @@ pub struct Outputs {
     pub load_balancer_zone_id: Option<String>,
     pub target_group_arn: Option<String>,
     pub cluster_arn: Option<String>,
+    /// Set when this run stored a new secret value, which running tasks only read at start.
+    pub secrets_changed: bool,
 }
 
 /// The context shared by every step of one command.

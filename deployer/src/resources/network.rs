@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{AttributeBooleanValue, NatGatewayState, ResourceType, Subnet};
 
 use super::ec2_util::{filter, is_ours, name_tag, owned_filters, tag_specification};
@@ -107,15 +108,13 @@ async fn enable_dns(cx: &Cx, vpc_id: &str) -> Result<()> {
 }
 
 async fn use_existing_network(cx: &Cx, existing: &crate::manifest::ExistingNetwork) -> Result<()> {
-    let found = cx
-        .aws
-        .ec2
-        .describe_vpcs()
-        .vpc_ids(&existing.vpc_id)
-        .send()
-        .await
-        .map_err(|e| Error::aws("find the existing VPC", &existing.vpc_id, e))?;
-    if found.vpcs().is_empty() {
+    let found = cx.aws.ec2.describe_vpcs().vpc_ids(&existing.vpc_id).send().await;
+    let exists = match found {
+        Ok(found) => !found.vpcs().is_empty(),
+        Err(error) if error.code() == Some("InvalidVpcID.NotFound") => false,
+        Err(error) => return Err(Error::aws("find the existing VPC", &existing.vpc_id, error)),
+    };
+    if !exists {
         return Err(Error::Input(format!(
             "VPC `{}` from `network.vpc_id` was not found in `{}`; check the id and the region",
             existing.vpc_id, cx.region
@@ -128,14 +127,18 @@ async fn use_existing_network(cx: &Cx, existing: &crate::manifest::ExistingNetwo
         .chain(&existing.private_subnet_ids)
         .cloned()
         .collect();
-    let subnets = cx
-        .aws
-        .ec2
-        .describe_subnets()
-        .set_subnet_ids(Some(subnet_ids.clone()))
-        .send()
-        .await
-        .map_err(|e| Error::aws("find the existing subnets of", &existing.vpc_id, e))?;
+    let subnets = cx.aws.ec2.describe_subnets().set_subnet_ids(Some(subnet_ids.clone())).send().await;
+    let subnets = match subnets {
+        Ok(subnets) => subnets,
+        Err(error) if error.code() == Some("InvalidSubnetID.NotFound") => {
+            return Err(Error::Input(format!(
+                "a subnet in `network.public_subnet_ids` or `network.private_subnet_ids` was not found in `{}`: {}; check the ids and the region",
+                cx.region,
+                error.meta().message().unwrap_or("no details")
+            )))
+        }
+        Err(error) => return Err(Error::aws("find the existing subnets of", &existing.vpc_id, error)),
+    };
     for id in &subnet_ids {
         let subnet = subnets.subnets().iter().find(|s| s.subnet_id() == Some(id.as_str()));
         match subnet {

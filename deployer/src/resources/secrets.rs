@@ -248,6 +248,8 @@ async fn put_value(cx: &Cx, name: &str, arn: &str, value: &SecretString) -> Resu
         .send()
         .await
         .map_err(|e| Error::aws("store a new value in secret", name, e))?;
+    // Tasks read secrets when they start, so the rollout must start new ones.
+    cx.outputs().secrets_changed = true;
     Ok(())
 }
 

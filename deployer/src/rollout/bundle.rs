@@ -14,11 +14,28 @@ use crate::error::{Error, Result};
 /// The CodeBuild buildspec, placed at the bundle's root where CodeBuild looks for it.
 const BUILDSPEC: &str = include_str!("../../../templates/buildspec.yml");
 
+/// The build settings recorded in the bundle.
+const BUILD_SETTINGS: &str = ".deployer-build.json";
+
 /// Ignore file read beside `.gitignore`, for files that are in git but must not be built.
 pub const IGNORE_FILE: &str = ".deployerignore";
 
-/// Paths never bundled: build output, dependencies, VCS data and likely secrets.
-const ALWAYS_EXCLUDED: &[&str] = &[".git", "target", "node_modules", ".venv", ".local"];
+/// Folders never bundled: build output, dependencies, VCS data and credential folders.
+const ALWAYS_EXCLUDED: &[&str] = &[".git", "target", "node_modules", ".venv", ".local", ".aws", ".ssh", ".gnupg", ".docker"];
+
+/// File names never bundled because they usually hold credentials.
+const SECRET_FILE_NAMES: &[&str] = &[
+    "credentials",
+    "credentials.json",
+    ".npmrc",
+    ".netrc",
+    ".pypirc",
+    ".git-credentials",
+    "id_rsa",
+    "id_dsa",
+    "id_ecdsa",
+    "id_ed25519",
+];
 
 /// A bundle ready to upload.
 #[derive(Debug, Clone)]
@@ -42,12 +59,20 @@ impl Bundle {
 }
 
 /// Zips `source_dir`, honouring `.gitignore` and `.deployerignore`, with fixed timestamps and
-/// modes and files in sorted order.
-pub fn create(source_dir: &Path) -> Result<Bundle> {
+/// modes and files in sorted order. `dockerfile` (relative to `source_dir`) must be among the
+/// files; its path is recorded in the bundle, so choosing another Dockerfile changes the hash.
+pub fn create(source_dir: &Path, dockerfile: &Path) -> Result<Bundle> {
     let files = list_files(source_dir)?;
     if !files.iter().any(|path| path == Path::new("Cargo.toml")) {
         return Err(Error::Input(format!(
             "`{}` has no `Cargo.toml`; set `build.source_dir` to the repository root that holds the app",
+            source_dir.display()
+        )));
+    }
+    if !files.iter().any(|path| path == dockerfile) {
+        return Err(Error::Input(format!(
+            "`build.dockerfile` `{}` is not among the files bundled from `{}`; check the path, and that no ignore file leaves it out",
+            dockerfile.display(),
             source_dir.display()
         )));
     }
@@ -67,6 +92,9 @@ pub fn create(source_dir: &Path) -> Result<Bundle> {
     }
     add(&mut zip, "buildspec.yml", BUILDSPEC.as_bytes(), options)?;
     names.push("buildspec.yml".into());
+    let build_settings = serde_json::json!({ "dockerfile": dockerfile.to_string_lossy().replace('\\', "/") });
+    add(&mut zip, BUILD_SETTINGS, build_settings.to_string().as_bytes(), options)?;
+    names.push(BUILD_SETTINGS.into());
 
     let bytes = zip
         .finish()
@@ -113,11 +141,13 @@ fn list_files(source_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Environment files (`.env`, `.env.local`, `.envrc`) and private keys stay out of the bundle
-/// even when git tracks them.
+/// Environment files (`.env`, `.env.local`, `.envrc`), private keys and credential files stay
+/// out of the bundle even when git tracks them.
 fn is_secret_file(path: &Path) -> bool {
     let name = path.file_name().map(|name| name.to_string_lossy().to_lowercase()).unwrap_or_default();
-    name.starts_with(".env") || name.ends_with(".pem") || name.ends_with(".key")
+    name.starts_with(".env")
+        || [".pem", ".key", ".p12", ".pfx"].iter().any(|suffix| name.ends_with(suffix))
+        || SECRET_FILE_NAMES.contains(&name.as_str())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -131,10 +161,15 @@ mod tests {
     fn sample_tree() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("Cargo.toml"), "[workspace]\n").unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
         std::fs::create_dir_all(dir.path().join("app/src")).unwrap();
         std::fs::write(dir.path().join("app/src/main.rs"), "fn main() {}\n").unwrap();
         std::fs::write(dir.path().join(".env"), "SECRET=1\n").unwrap();
         std::fs::write(dir.path().join("server.pem"), "key\n").unwrap();
+        std::fs::create_dir_all(dir.path().join(".aws")).unwrap();
+        std::fs::write(dir.path().join(".aws/config"), "[default]\n").unwrap();
+        std::fs::write(dir.path().join("id_ed25519"), "key\n").unwrap();
+        std::fs::write(dir.path().join(".npmrc"), "//registry/:_authToken=x\n").unwrap();
         std::fs::create_dir_all(dir.path().join("target/debug")).unwrap();
         std::fs::write(dir.path().join("target/debug/app"), "binary").unwrap();
         std::fs::write(dir.path().join(IGNORE_FILE), "notes.txt\n").unwrap();
@@ -145,10 +180,10 @@ mod tests {
     #[test]
     fn bundle_is_deterministic() {
         let dir = sample_tree();
-        let first = create(dir.path()).unwrap();
+        let first = create(dir.path(), Path::new("Dockerfile")).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dir.path().join("app/src/main.rs"), "fn main() {}\n").unwrap();
-        let second = create(dir.path()).unwrap();
+        let second = create(dir.path(), Path::new("Dockerfile")).unwrap();
         assert_eq!(first.sha256, second.sha256);
         assert_eq!(first.bytes, second.bytes);
     }
@@ -156,9 +191,9 @@ mod tests {
     #[test]
     fn bundle_hash_follows_content() {
         let dir = sample_tree();
-        let first = create(dir.path()).unwrap();
+        let first = create(dir.path(), Path::new("Dockerfile")).unwrap();
         std::fs::write(dir.path().join("app/src/main.rs"), "fn main() { println!(); }\n").unwrap();
-        let second = create(dir.path()).unwrap();
+        let second = create(dir.path(), Path::new("Dockerfile")).unwrap();
         assert_ne!(first.sha256, second.sha256);
         assert_ne!(first.image_tag(), second.image_tag());
     }
@@ -166,19 +201,38 @@ mod tests {
     #[test]
     fn bundle_leaves_out_secrets_and_output() {
         let dir = sample_tree();
-        let bundle = create(dir.path()).unwrap();
+        let bundle = create(dir.path(), Path::new("Dockerfile")).unwrap();
         assert!(bundle.files.contains(&"app/src/main.rs".to_string()));
         assert!(bundle.files.contains(&"buildspec.yml".to_string()));
         assert!(!bundle.files.iter().any(|file| file == ".env"));
         assert!(!bundle.files.iter().any(|file| file.ends_with(".pem")));
         assert!(!bundle.files.iter().any(|file| file.starts_with("target/")));
         assert!(!bundle.files.iter().any(|file| file == "notes.txt"));
+        assert!(!bundle.files.iter().any(|file| file.starts_with(".aws/")));
+        assert!(!bundle.files.iter().any(|file| file == "id_ed25519"));
+        assert!(!bundle.files.iter().any(|file| file == ".npmrc"));
+    }
+
+    #[test]
+    fn bundle_hash_follows_dockerfile_choice() {
+        let dir = sample_tree();
+        std::fs::write(dir.path().join("Other.Dockerfile"), "FROM scratch\n").unwrap();
+        let first = create(dir.path(), Path::new("Dockerfile")).unwrap();
+        let second = create(dir.path(), Path::new("Other.Dockerfile")).unwrap();
+        assert_ne!(first.sha256, second.sha256);
+    }
+
+    #[test]
+    fn missing_dockerfile_is_rejected() {
+        let dir = sample_tree();
+        let error = create(dir.path(), Path::new("missing/Dockerfile")).unwrap_err().to_string();
+        assert!(error.contains("`build.dockerfile` `missing/Dockerfile`"), "{error}");
     }
 
     #[test]
     fn bundle_without_cargo_toml_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
-        let error = create(dir.path()).unwrap_err().to_string();
+        let error = create(dir.path(), Path::new("Dockerfile")).unwrap_err().to_string();
         assert!(error.contains("no `Cargo.toml`"), "{error}");
     }
 }

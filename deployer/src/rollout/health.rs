@@ -38,12 +38,15 @@ pub async fn check(cx: &Cx) -> Result<()> {
                 return Ok(());
             }
             Ok(response) => last_problem = format!("answered HTTP {}", response.status()),
-            Err(error) if error.is_connect() || error.is_timeout() => {
-                last_problem = format!("could not be reached from here ({error})");
+            Err(error) if error.is_timeout() => {
+                last_problem = format!("did not answer within {} s", REQUEST_TIMEOUT.as_secs());
             }
-            Err(error) => last_problem = format!("failed: {error}"),
+            Err(error) if error.is_connect() => {
+                last_problem = format!("could not be reached from here ({})", root_cause(&error));
+            }
+            Err(error) => last_problem = format!("failed: {}", root_cause(&error)),
         }
-        tracing::debug!(attempt, %url, problem = %last_problem, "health check not passed yet");
+        cx.progress.say(format!("health check {attempt}/{ATTEMPTS}: `{url}` {last_problem}"));
         if attempt < ATTEMPTS {
             tokio::time::sleep(INTERVAL).await;
         }
@@ -52,4 +55,13 @@ pub async fn check(cx: &Cx) -> Result<()> {
         "the health check `{url}` {last_problem} after {ATTEMPTS} attempts; check the app's log in `{}`, or set `deploy.health_url` to an address this machine can reach",
         cx.names.app_log_group()
     )))
+}
+
+/// The innermost cause, which says what went wrong on the network (refused, reset, DNS).
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }

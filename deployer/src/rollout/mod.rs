@@ -37,11 +37,11 @@ async fn target(cx: &Cx, choice: &ImageChoice) -> Result<Target> {
     if let ImageChoice::Uri(uri) = choice {
         return Ok(Target {
             image: uri.clone(),
-            version: uri.rsplit([':', '@']).next().unwrap_or(uri).to_owned(),
+            version: image_version(uri),
             needs_build: None,
         });
     }
-    let bundle = bundle::create(&cx.manifest.build.source_dir)?;
+    let bundle = bundle::create(&cx.manifest.build.source_dir, &cx.manifest.build.dockerfile)?;
     let tag = bundle.image_tag();
     let repository_uri = cx.outputs().repository_uri.clone();
     let digest = match &repository_uri {
@@ -60,6 +60,18 @@ async fn target(cx: &Cx, choice: &ImageChoice) -> Result<Target> {
             needs_build: Some(bundle),
         },
     })
+}
+
+/// The version `/health` reports for an image given as is: its digest, its tag, or `latest`.
+fn image_version(uri: &str) -> String {
+    if let Some((_, digest)) = uri.split_once('@') {
+        return digest.to_owned();
+    }
+    let last_segment = uri.rsplit('/').next().unwrap_or(uri);
+    match last_segment.split_once(':') {
+        Some((_, tag)) => tag.to_owned(),
+        None => "latest".to_owned(),
+    }
 }
 
 /// The current service and the spec of the task definition it runs.
@@ -154,4 +166,17 @@ pub async fn apply(cx: &Cx, choice: &ImageChoice) -> Result<Vec<Change>> {
     service::wait_until_stable(cx, &task_definition).await?;
     health::check(cx).await?;
     Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_version;
+
+    #[test]
+    fn image_version_forms() {
+        assert_eq!(image_version("repo/app:1.2"), "1.2");
+        assert_eq!(image_version("localhost:5000/app"), "latest");
+        assert_eq!(image_version("localhost:5000/app:v3"), "v3");
+        assert_eq!(image_version("repo/app@sha256:abc"), "sha256:abc");
+    }
 }

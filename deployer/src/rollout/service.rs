@@ -59,14 +59,23 @@ pub fn differences(cx: &Cx, current: &Service, task_definition: &str) -> Vec<Fie
     fields
 }
 
-/// Creates the service, or updates it when `differences` is not empty. Returns the change made.
+/// Creates the service, or updates it when `differences` is not empty or a secret changed.
+/// Returns the change made.
 pub async fn apply(cx: &Cx, current: Option<&Service>, task_definition: &str) -> Result<Option<Change>> {
     let name = cx.names.service();
     let Some(current) = current else {
         create(cx, task_definition).await?;
         return Ok(Some(Change::create(SERVICE, &name)));
     };
-    let fields = differences(cx, current, task_definition);
+    let mut fields = differences(cx, current, task_definition);
+    let secrets_changed = cx.outputs().secrets_changed;
+    if secrets_changed {
+        fields.push(FieldChange {
+            field: "tasks".into(),
+            from: "(running with the old secret values)".into(),
+            to: "(replaced to read the new values)".into(),
+        });
+    }
     let Some(change) = Change::update(SERVICE, &name, fields) else {
         return Ok(None);
     };
@@ -79,6 +88,7 @@ pub async fn apply(cx: &Cx, current: Option<&Service>, task_definition: &str) ->
         .desired_count(cx.manifest.service.desired_count as i32)
         .network_configuration(network_configuration(cx)?)
         .deployment_configuration(deployment_configuration())
+        .force_new_deployment(secrets_changed)
         .send()
         .await
         .map_err(|e| Error::aws("update ECS service", &name, e))?;
@@ -178,10 +188,12 @@ fn check_deployment(service: &Service, task_definition: &str) -> Result<Option<(
             primary.rollout_state_reason().unwrap_or("ECS gave no reason")
         )));
     }
-    if primary.task_definition() != Some(task_definition) {
+    // The service's task definition is the revision ECS converges to: a circuit-breaker
+    // rollback sets it back to the previous one.
+    if service.task_definition() != Some(task_definition) {
         return Err(Error::Failed(format!(
             "ECS rolled the service back to `{}`; the deployment of `{}` failed",
-            primary.task_definition().map(super::task_definition::short_arn).unwrap_or("unknown"),
+            service.task_definition().map(super::task_definition::short_arn).unwrap_or("unknown"),
             super::task_definition::short_arn(task_definition)
         )));
     }
