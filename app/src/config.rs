@@ -157,6 +157,23 @@ impl Config {
         Self::from_lookup(|name| std::env::var(name))
     }
 
+    /// Reads only `APP_BIND_ADDR` and `PORT`, for `app healthcheck`, which must not fail on
+    /// settings it does not use.
+    pub fn listen_address_from_env() -> Result<(IpAddr, u16), ConfigError> {
+        let mut reader = EnvReader {
+            lookup: |name: &str| std::env::var(name),
+            problems: Vec::new(),
+        };
+        let address = (reader.bind_addr(), reader.port());
+        if reader.problems.is_empty() {
+            Ok(address)
+        } else {
+            Err(ConfigError {
+                problems: reader.problems,
+            })
+        }
+    }
+
     /// Reads and validates the settings from `lookup`, which has the contract
     /// of [`std::env::var`]. Tests pass a map here instead of changing the
     /// process environment.

@@ -88,11 +88,14 @@ fn serve() -> ExitCode {
 }
 
 fn healthcheck() -> ExitCode {
-    let config = match load_config() {
-        Ok(config) => config,
-        Err(code) => return code,
+    let (bind_addr, port) = match Config::listen_address_from_env() {
+        Ok(address) => address,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
     };
-    let address = probe_address(config.bind_addr, config.port);
+    let address = probe_address(bind_addr, port);
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
