@@ -1,52 +1,63 @@
-//! `GET /`: who is signed in, with sign-in and sign-out controls.
+//! `GET /`: who is signed in, with links to the tools.
 
-use axum::extract::State;
-use axum::response::Html;
-use axum_extra::extract::cookie::{Key, PrivateCookieJar};
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::{CookieJar, Key, PrivateCookieJar};
+use serde::Deserialize;
 
+use super::page::{chrome, render, Chrome};
+use crate::i18n::{Lang, Texts};
 use crate::startup::AppState;
 
-pub async fn home(State(state): State<AppState>, jar: PrivateCookieJar<Key>) -> Html<String> {
-    let body = match (state.provider(), state.cookies().session(&jar)) {
-        (None, _) => "<p>The app is running. Sign-in is not configured.</p>\
-                      <p lang=\"ja\">アプリは起動しています。サインインは設定されていません。</p>"
-            .to_owned(),
-        (Some(_), None) => "<p><a href=\"/login\">Sign in with Databricks</a> / \
-                            <a href=\"/login\" lang=\"ja\">Databricks でサインイン</a></p>"
-            .to_owned(),
-        (Some(_), Some(session)) => format!(
-            "<p>Signed in as / サインイン中: <strong>{name}</strong></p>\
-             <dl><dt>Email</dt><dd>{email}</dd><dt>Subject</dt><dd>{subject}</dd></dl>\
-             <form method=\"post\" action=\"/logout\">\
-             <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-             <button type=\"submit\">Sign out / サインアウト</button></form>",
-            name = escape(session.display_name()),
-            email = escape(session.email.as_deref().unwrap_or("-")),
-            subject = escape(&session.subject),
-            csrf = escape(&session.csrf_token),
-        ),
-    };
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Databricks OAuth app</title></head><body><h1>Databricks OAuth app</h1>{body}</body></html>"
-    ))
+#[derive(Debug, Deserialize)]
+pub struct HomeQuery {
+    lang: Option<String>,
 }
 
-/// Escapes text for HTML element content and attribute values.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#x27;"),
-            other => escaped.push(other),
+pub struct Profile {
+    pub email: String,
+    pub subject: String,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    lang: Lang,
+    t: &'static Texts,
+    user: Option<String>,
+    csrf_token: String,
+    sign_in_enabled: bool,
+    profile: Option<Profile>,
+}
+
+impl HomePage {
+    fn new(chrome: Chrome, profile: Option<Profile>) -> Self {
+        HomePage {
+            lang: chrome.lang,
+            t: chrome.t,
+            user: chrome.user,
+            csrf_token: chrome.csrf_token,
+            sign_in_enabled: chrome.sign_in_enabled,
+            profile,
         }
     }
-    escaped
+}
+
+pub async fn home(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    plain: CookieJar,
+    private: PrivateCookieJar<Key>,
+    Query(query): Query<HomeQuery>,
+) -> Response {
+    let (chrome, session, plain, private) = chrome(&state, &headers, plain, private, query.lang.as_deref());
+    let profile = session.map(|session| Profile {
+        email: session.email.unwrap_or_else(|| "-".to_owned()),
+        subject: session.subject,
+    });
+    (plain, private, render(&HomePage::new(chrome, profile))).into_response()
 }
 
 #[cfg(test)]
@@ -58,21 +69,30 @@ mod tests {
     use crate::config::Config;
     use crate::startup::{app, AppState};
 
-    #[tokio::test]
-    async fn home_serves_html() {
+    async fn get_home(accept_language: &str) -> String {
         let config = Config::from_lookup(|_| Err(std::env::VarError::NotPresent)).unwrap();
-        let request = Request::get("/").body(Body::empty()).unwrap();
-
+        let request = Request::get("/")
+            .header(header::ACCEPT_LANGUAGE, accept_language)
+            .body(Body::empty())
+            .unwrap();
         let response = app(AppState::new(config)).oneshot(request).await.unwrap();
-
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
         let body = to_bytes(response.into_body(), 64 * 1024).await.unwrap();
-        assert!(String::from_utf8(body.to_vec()).unwrap().contains("<h1>"));
+        String::from_utf8(body.to_vec()).unwrap()
     }
 
-    #[test]
-    fn escape_covers_markup() {
-        assert_eq!(super::escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#x27;&amp;&#x27;&lt;/a&gt;");
+    #[tokio::test]
+    async fn home_speaks_japanese_by_header() {
+        let page = get_home("ja,en;q=0.5").await;
+        assert!(page.contains("<html lang=\"ja\">"), "{page}");
+        assert!(page.contains("Databricks 要約アプリ"), "{page}");
+    }
+
+    #[tokio::test]
+    async fn home_speaks_english_by_header() {
+        let page = get_home("en-US").await;
+        assert!(page.contains("<html lang=\"en\">"), "{page}");
+        assert!(page.contains("Databricks summarizer"), "{page}");
     }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod home;
+pub mod page;
 
 use axum::routing::{get, post};
 use axum::Router;
