@@ -25,6 +25,12 @@ pub const PUBLIC_URL: &str = "PUBLIC_URL";
 pub const OAUTH_REDIRECT_PATH: &str = "OAUTH_REDIRECT_PATH";
 pub const OAUTH_SCOPES: &str = "OAUTH_SCOPES";
 pub const COOKIE_SECURE: &str = "COOKIE_SECURE";
+pub const SERVING_URL: &str = "SERVING_URL";
+pub const SERVING_TIMEOUT_SECONDS: &str = "SERVING_TIMEOUT_SECONDS";
+pub const SUMMARIZE_PROMPT: &str = "SUMMARIZE_PROMPT";
+
+pub const DEFAULT_SERVING_ENDPOINT: &str = "databricks-claude-sonnet-4";
+pub const DEFAULT_SERVING_TIMEOUT_SECONDS: u64 = 60;
 
 pub const DEFAULT_REDIRECT_PATH: &str = "/oauth/callback";
 pub const DEFAULT_SCOPES: &str = "openid email profile all-apis offline_access";
@@ -57,6 +63,13 @@ pub struct Config {
     pub serving_endpoint: Option<String>,
     /// Sign-in settings, when sign-in is configured.
     pub oidc: Option<OidcConfig>,
+    /// Base URL for Model Serving calls (`SERVING_URL`); the workspace URL when unset.
+    pub serving_url: Option<String>,
+    /// Bound on one Model Serving call, retries included (`SERVING_TIMEOUT_SECONDS`, default 60).
+    pub serving_timeout: std::time::Duration,
+    /// The summarize form's default instruction (`SUMMARIZE_PROMPT`); the page's language
+    /// picks a default when unset.
+    pub summarize_prompt: Option<String>,
 }
 
 /// What the OpenID Connect login needs, all validated.
@@ -195,8 +208,11 @@ impl Config {
             databricks_client_id: reader.text(DATABRICKS_CLIENT_ID),
             databricks_client_secret: reader.secret(DATABRICKS_CLIENT_SECRET),
             session_key: reader.secret(SESSION_KEY),
-            serving_endpoint: reader.text(SERVING_ENDPOINT),
+            serving_endpoint: reader.serving_endpoint(),
             oidc: None,
+            serving_url: reader.serving_url(),
+            serving_timeout: reader.serving_timeout(),
+            summarize_prompt: reader.text(SUMMARIZE_PROMPT),
         };
         config.oidc = reader.oidc(&config);
 
@@ -449,6 +465,55 @@ where
                     format!("set `true`, or `false` only with a plain-HTTP loopback `{PUBLIC_URL}`"),
                 );
                 true
+            }
+        }
+    }
+
+    /// The endpoint name as the workspace's Serving page shows it: 1 to 63 letters, digits,
+    /// `-`, `_` and `.`.
+    fn serving_endpoint(&mut self) -> Option<String> {
+        let value = self.text(SERVING_ENDPOINT)?;
+        let valid = value.len() <= 63 && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if valid {
+            return Some(value);
+        }
+        self.report(
+            SERVING_ENDPOINT,
+            format!("invalid serving endpoint name `{}`", value.escape_debug()),
+            format!("set the name shown on the workspace's Serving page, such as `{DEFAULT_SERVING_ENDPOINT}`"),
+        );
+        None
+    }
+
+    fn serving_url(&mut self) -> Option<String> {
+        let value = self.text(SERVING_URL)?;
+        match check_workspace_url(&value) {
+            Ok(()) => Some(value.trim_end_matches('/').to_string()),
+            Err((problem, _)) => {
+                self.report(
+                    SERVING_URL,
+                    problem,
+                    format!("set `{SERVING_URL}` to an `https://` URL, or unset it to call the workspace URL"),
+                );
+                None
+            }
+        }
+    }
+
+    fn serving_timeout(&mut self) -> std::time::Duration {
+        let default = std::time::Duration::from_secs(DEFAULT_SERVING_TIMEOUT_SECONDS);
+        let Some(value) = self.text(SERVING_TIMEOUT_SECONDS) else {
+            return default;
+        };
+        match value.parse::<u64>() {
+            Ok(seconds) if (1..=600).contains(&seconds) => std::time::Duration::from_secs(seconds),
+            _ => {
+                self.report(
+                    SERVING_TIMEOUT_SECONDS,
+                    format!("invalid timeout `{value}`"),
+                    format!("set a whole number of seconds from 1 to 600, or unset it to use {DEFAULT_SERVING_TIMEOUT_SECONDS}"),
+                );
+                default
             }
         }
     }

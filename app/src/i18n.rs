@@ -5,6 +5,8 @@ use axum::http::header::ACCEPT_LANGUAGE;
 use axum::http::HeaderMap;
 use axum_extra::extract::cookie::CookieJar;
 
+use crate::serving::ServingErrorKind;
+
 /// The cookie that the language switch sets.
 pub const LANG_COOKIE: &str = "lang";
 
@@ -30,7 +32,7 @@ impl Lang {
         }
     }
 
-    /// The language of a request: the switch's cookie, then `Accept-Language`, then English.
+    /// Returns the language of a request: the switch's cookie, then `Accept-Language`, then English.
     pub fn of_request(headers: &HeaderMap, cookies: &CookieJar) -> Self {
         if let Some(lang) = cookies.get(LANG_COOKIE).and_then(|cookie| Lang::parse(cookie.value())) {
             return lang;
@@ -40,6 +42,31 @@ impl Lang {
             .and_then(|value| value.to_str().ok())
             .and_then(negotiate)
             .unwrap_or(Lang::En)
+    }
+
+    /// Returns the text the user sees for a failed Model Serving call.
+    pub fn serving_error(self, kind: ServingErrorKind) -> &'static str {
+        use ServingErrorKind as Kind;
+        match (self, kind) {
+            (Lang::Ja, Kind::Unauthorized) => "Databricks の認証が切れました。もう一度サインインしてください。",
+            (Lang::En, Kind::Unauthorized) => "Your Databricks sign-in has expired. Please sign in again.",
+            (Lang::Ja, Kind::Forbidden) => "このモデルを使う権限がありません。ワークスペースの管理者に連絡してください。",
+            (Lang::En, Kind::Forbidden) => "You have no permission to use this model. Ask your workspace administrator.",
+            (Lang::Ja, Kind::EndpointNotFound) => "モデルのエンドポイントが見つかりません。管理者に設定を確認してもらってください。",
+            (Lang::En, Kind::EndpointNotFound) => "The model endpoint was not found. Ask an administrator to check the setting.",
+            (Lang::Ja, Kind::RateLimited) => "リクエストが多すぎます。少し待ってからもう一度お試しください。",
+            (Lang::En, Kind::RateLimited) => "Too many requests. Please wait a moment and try again.",
+            (Lang::Ja, Kind::ServerError | Kind::Network | Kind::InvalidResponse) => {
+                "モデルの呼び出しに失敗しました。しばらくしてからもう一度お試しください。"
+            }
+            (Lang::En, Kind::ServerError | Kind::Network | Kind::InvalidResponse) => {
+                "Calling the model failed. Please try again later."
+            }
+            (Lang::Ja, Kind::Rejected) => "モデルがこのリクエストを受け付けませんでした。テキストを短くしてお試しください。",
+            (Lang::En, Kind::Rejected) => "The model did not accept this request. Try a shorter text.",
+            (Lang::Ja, Kind::Timeout) => "モデルの応答が時間内に返りませんでした。もう一度お試しください。",
+            (Lang::En, Kind::Timeout) => "The model did not answer in time. Please try again.",
+        }
     }
 
     pub fn texts(self) -> &'static Texts {

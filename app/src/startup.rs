@@ -19,7 +19,8 @@ use axum::extract::FromRef;
 use axum_extra::extract::cookie::Key;
 
 use crate::auth::{Provider, Refresher};
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_SERVING_ENDPOINT};
+use crate::serving::ServingClient;
 use crate::routes;
 use crate::session::CookieSettings;
 
@@ -36,6 +37,7 @@ pub struct AppState {
     cookie_key: Key,
     cookies: CookieSettings,
     refresher: Arc<Refresher>,
+    serving: Option<Arc<ServingClient>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -70,6 +72,17 @@ impl AppState {
             secure: config.oidc.as_ref().is_none_or(|oidc| oidc.cookie_secure),
         };
         let provider = config.oidc.clone().map(|oidc| Arc::new(Provider::new(oidc)));
+        let serving = config.oidc.as_ref().and_then(|oidc| {
+            let base = config.serving_url.as_deref().unwrap_or(&oidc.host);
+            let endpoint = config.serving_endpoint.as_deref().unwrap_or(DEFAULT_SERVING_ENDPOINT);
+            match ServingClient::new(base, endpoint, config.serving_timeout) {
+                Ok(client) => Some(Arc::new(client)),
+                Err(error) => {
+                    tracing::error!(%error, "invalid Model Serving settings; summaries are off");
+                    None
+                }
+            }
+        });
         Self {
             config: Arc::new(config),
             version: version.into(),
@@ -77,6 +90,7 @@ impl AppState {
             cookie_key,
             cookies,
             refresher: Arc::default(),
+            serving,
         }
     }
 
@@ -91,6 +105,11 @@ impl AppState {
 
     pub fn refresher(&self) -> &Arc<Refresher> {
         &self.refresher
+    }
+
+    /// The Model Serving client, when sign-in is configured.
+    pub fn serving(&self) -> Option<&ServingClient> {
+        self.serving.as_deref()
     }
 
     /// Returns `APP_VERSION`, or the crate version when it is unset.

@@ -6,6 +6,7 @@ pub mod error;
 pub mod health;
 pub mod home;
 pub mod page;
+pub mod summarize;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -26,6 +27,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/", get(home::home))
         .route("/health", get(health::health))
         .route("/api/me", get(api::me))
+        .route("/summarize", get(summarize::show).post(summarize::submit))
         .route("/login", get(auth::login))
         .route("/logout", post(auth::logout))
         .route(&callback_path, get(auth::callback))
