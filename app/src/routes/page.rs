@@ -1,4 +1,4 @@
-//! What every page shares: the language, the signed-in user and the CSRF token.
+//! The parts every page shares: the language, the signed-in user and the CSRF token.
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -8,7 +8,7 @@ use crate::i18n::{Lang, Texts, LANG_COOKIE};
 use crate::session::{random_token, Session};
 use crate::startup::AppState;
 
-/// The cookie that holds the CSRF token of a browser that is not signed in.
+/// The cookie that contains the CSRF token of a browser that is not signed in.
 const ANONYMOUS_CSRF_COOKIE: &str = "csrf";
 
 /// The shared parts of a page.
@@ -78,7 +78,7 @@ pub fn expected_csrf(state: &AppState, private: &PrivateCookieJar<Key>) -> Optio
     }
 }
 
-/// Renders a template, or logs the failure and answers 500.
+/// Renders a template, or logs the failure and returns 500.
 pub fn render(template: &impl askama::Template) -> Response {
     match template.render() {
         Ok(html) => Html(html).into_response(),
