@@ -2,7 +2,7 @@
 //! signed-in user's own access token.
 //!
 //! Each call is `POST {host}/serving-endpoints/{name}/invocations` with an OpenAI-style chat body.
-//! [`ServingClient::complete`] returns the whole answer. [`ServingClient::stream`] reads the
+//! [`ServingClient::complete`] returns the whole completion. [`ServingClient::stream`] reads the
 //! server-sent events of a `"stream": true` call and yields each content piece as it arrives.
 //! Answers 429 and 5xx are retried with exponential backoff and jitter, a bounded number of times
 //! and within the call's timeout. Every failure becomes a [`ServingError`] whose
@@ -28,12 +28,12 @@ use url::Url;
 /// Characters left as they are in the endpoint's path segment: the unreserved set of RFC 3986.
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
-/// The longest error body kept for the log.
+/// The maximum length of an error body kept for the log, in bytes.
 const MAX_ERROR_BODY: usize = 16 * 1024;
-/// The largest non-streaming answer accepted.
+/// The maximum size of a non-streaming response body, in bytes.
 const MAX_RESPONSE_BODY: usize = 8 * 1024 * 1024;
-/// The longest server-sent event line accepted, so a stream without line ends cannot grow the
-/// buffer without bound.
+/// The maximum length of a server-sent event line, in bytes, so a stream without line ends cannot
+/// grow the buffer without bound.
 const MAX_SSE_LINE: usize = 1024 * 1024;
 /// How long a stream may last in all, unless [`ServingClient::with_max_stream_duration`] sets it.
 // NOTE: a chosen default, not a Databricks limit.
@@ -58,19 +58,28 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn system(content: impl Into<String>) -> Self {
-        Self { role: Role::System, content: content.into() }
+        Self {
+            role: Role::System,
+            content: content.into(),
+        }
     }
 
     pub fn user(content: impl Into<String>) -> Self {
-        Self { role: Role::User, content: content.into() }
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
     }
 
     pub fn assistant(content: impl Into<String>) -> Self {
-        Self { role: Role::Assistant, content: content.into() }
+        Self {
+            role: Role::Assistant,
+            content: content.into(),
+        }
     }
 }
 
-/// When and how often a call answered with 429 or 5xx is sent again.
+/// When and how often a call that failed with 429 or 5xx is sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first one included.
@@ -78,9 +87,9 @@ pub struct RetryPolicy {
     /// The backoff before the second attempt. It doubles for each later attempt, and a random
     /// jitter takes up to half of it away.
     pub base_delay: Duration,
-    /// The longest backoff computed from `base_delay`.
+    /// The maximum backoff computed from `base_delay`.
     pub max_delay: Duration,
-    /// The longest wait that a `Retry-After` header can ask for.
+    /// The maximum wait that a `Retry-After` header can request.
     pub max_retry_after: Duration,
 }
 
@@ -141,8 +150,8 @@ impl ServingClient {
     /// `https://adb-1234567890123456.7.azuredatabricks.net`).
     ///
     /// `timeout` bounds each call. For [`complete`](Self::complete) it covers every attempt, the
-    /// backoff between them and the reading of the answer. For [`stream`](Self::stream) it covers
-    /// the same up to the first content piece, and then each wait for the next piece.
+    /// backoff between them and the reading of the response body. For [`stream`](Self::stream) it
+    /// covers the same up to the first content piece, and then each wait for the next piece.
     pub fn new(host: &str, endpoint: &str, timeout: Duration) -> Result<Self, ServingConfigError> {
         let url = invocations_url(host, endpoint)?;
         // No redirects: the bearer token must reach the workspace and nothing else.
@@ -173,30 +182,40 @@ impl ServingClient {
         self
     }
 
-    /// The serving endpoint's name, as given to [`new`](Self::new).
+    /// Returns the serving endpoint's name, as given to [`new`](Self::new).
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
-    /// The endpoint's invocations URL.
+    /// Returns the endpoint's invocations URL.
     pub fn url(&self) -> &Url {
         &self.url
     }
 
-    /// Sends `messages` and returns the model's whole answer, `choices[0].message.content`.
+    /// Sends `messages` and returns the whole completion, `choices[0].message.content`.
     #[tracing::instrument(name = "serving_complete", skip_all, fields(endpoint = %self.endpoint))]
-    pub async fn complete(&self, token: &str, messages: &[ChatMessage], max_tokens: u32) -> Result<String, ServingError> {
-        let request = ChatRequest { messages, max_tokens, stream: false };
+    pub async fn complete(
+        &self,
+        token: &str,
+        messages: &[ChatMessage],
+        max_tokens: u32,
+    ) -> Result<String, ServingError> {
+        let request = ChatRequest {
+            messages,
+            max_tokens,
+            stream: false,
+        };
         let deadline = Instant::now() + self.timeout;
-        self.with_retries(deadline, || self.attempt_complete(token, &request)).await
+        self.with_retries(deadline, || self.attempt_complete(token, &request))
+            .await
     }
 
-    /// Sends `messages` with `"stream": true` and returns the model's answer as a stream of content
+    /// Sends `messages` with `"stream": true` and returns the completion as a stream of content
     /// pieces (`choices[0].delta.content`), each yielded as soon as its event arrives.
     ///
     /// The call returns once the first piece has arrived, so a failure before any text (an error
     /// status, a broken connection, a timeout) is this function's `Err`, and only those failures
-    /// are retried. After that a failure is the stream's last item. An answer with no text at all
+    /// are retried. After that a failure is the stream's last item. A completion with no text at all
     /// gives an empty stream.
     #[tracing::instrument(name = "serving_stream", skip_all, fields(endpoint = %self.endpoint))]
     pub async fn stream(
@@ -205,7 +224,11 @@ impl ServingClient {
         messages: &[ChatMessage],
         max_tokens: u32,
     ) -> Result<impl Stream<Item = Result<String, ServingError>> + Send + 'static, ServingError> {
-        let request = ChatRequest { messages, max_tokens, stream: true };
+        let request = ChatRequest {
+            messages,
+            max_tokens,
+            stream: true,
+        };
         let started = Instant::now();
         let deadline = started + self.timeout;
         let (first, reader) = self
@@ -247,10 +270,20 @@ impl ServingClient {
 
             let delay = self.retry.delay(number, retry_after);
             if Instant::now() + delay >= deadline {
-                tracing::warn!(attempt = number, delay_ms = delay.as_millis() as u64, %error, "Model Serving call failed and the timeout leaves no time for a retry");
+                tracing::warn!(
+                    attempt = number,
+                    delay_ms = delay.as_millis() as u64,
+                    %error,
+                    "no time left for another Model Serving attempt before the timeout"
+                );
                 return Err(error);
             }
-            tracing::warn!(attempt = number, delay_ms = delay.as_millis() as u64, %error, "Model Serving call failed, retrying");
+            tracing::warn!(
+                attempt = number,
+                delay_ms = delay.as_millis() as u64,
+                %error,
+                "retrying the Model Serving call after a failed attempt"
+            );
             tokio::time::sleep(delay).await;
             number += 1;
         }
@@ -261,7 +294,10 @@ impl ServingClient {
         if request.stream {
             builder = builder.header(reqwest::header::ACCEPT, "text/event-stream");
         }
-        let response = builder.send().await.map_err(|e| Failure::fatal(ServingError::Network(e)))?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| Failure::fatal(ServingError::Network(e)))?;
         if response.status().is_success() {
             Ok(response)
         } else {
@@ -276,14 +312,14 @@ impl ServingClient {
             .await
             .map_err(|e| Failure::fatal(ServingError::Network(e)))?;
         if truncated {
-            let reason = format!("the answer is larger than {MAX_RESPONSE_BODY} bytes");
+            let reason = format!("the response body is larger than {MAX_RESPONSE_BODY} bytes");
             return Err(Failure::fatal(ServingError::InvalidResponse(reason)));
         }
         parse_completion(&body).map_err(Failure::fatal)
     }
 
     /// Sends a streaming request and reads up to the first content piece. A broken connection
-    /// before that piece is retried like a 5xx answer, because the caller has seen nothing yet.
+    /// before that piece is retried like a 5xx response, because the caller has seen nothing yet.
     async fn attempt_stream(
         &self,
         token: &str,
@@ -292,13 +328,13 @@ impl ServingClient {
     ) -> Result<(Option<String>, PieceReader), Failure> {
         let mut response = self.send(token, request).await?;
 
-        // An endpoint that cannot stream may answer with one `chat.completion` object instead.
+        // An endpoint that cannot stream may return one `chat.completion` object instead.
         if !is_event_stream(&response) {
             let (body, truncated) = read_body(&mut response, MAX_RESPONSE_BODY)
                 .await
                 .map_err(|e| Failure::fatal(ServingError::Network(e)))?;
             if truncated {
-                let reason = format!("the answer is larger than {MAX_RESPONSE_BODY} bytes");
+                let reason = format!("the response body is larger than {MAX_RESPONSE_BODY} bytes");
                 return Err(Failure::fatal(ServingError::InvalidResponse(reason)));
             }
             let content = parse_completion(&body).map_err(Failure::fatal)?;
@@ -327,7 +363,10 @@ impl ServingClient {
         match status {
             401 => Failure::fatal(ServingError::Unauthorized(response)),
             403 => Failure::fatal(ServingError::Forbidden(response)),
-            404 => Failure::fatal(ServingError::NotFound { endpoint: self.endpoint.clone(), response }),
+            404 => Failure::fatal(ServingError::NotFound {
+                endpoint: self.endpoint.clone(),
+                response,
+            }),
             429 => Failure::retry(ServingError::RateLimited { attempts: 1, response }, retry_after),
             500..=599 => Failure::retry(ServingError::Server { attempts: 1, response }, retry_after),
             400..=499 => Failure::fatal(ServingError::Rejected(response)),
@@ -360,7 +399,10 @@ impl Failure {
     }
 
     fn retry(error: ServingError, retry_after: Option<Duration>) -> Self {
-        Self { error, retry: Some(retry_after) }
+        Self {
+            error,
+            retry: Some(retry_after),
+        }
     }
 }
 
@@ -373,7 +415,10 @@ fn invocations_url(host: &str, endpoint: &str) -> Result<Url, ServingConfigError
 
     let segment = utf8_percent_encode(endpoint, PATH_SEGMENT);
     let text = format!("{}/serving-endpoints/{segment}/invocations", host.trim_end_matches('/'));
-    Url::parse(&text).map_err(|source| ServingConfigError::InvalidHost { host: host.to_owned(), source })
+    Url::parse(&text).map_err(|source| ServingConfigError::InvalidHost {
+        host: host.to_owned(),
+        source,
+    })
 }
 
 fn is_event_stream(response: &reqwest::Response) -> bool {
@@ -408,19 +453,19 @@ async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result<(Ve
 /// A failed Model Serving call.
 #[derive(Debug, thiserror::Error)]
 pub enum ServingError {
-    #[error("Model Serving rejected the access token: {0}")]
+    #[error("invalid or expired access token for Model Serving: {0}")]
     Unauthorized(ErrorResponse),
     #[error("the user may not query this serving endpoint: {0}")]
     Forbidden(ErrorResponse),
     #[error("serving endpoint `{endpoint}` not found: {response}")]
     NotFound { endpoint: String, response: ErrorResponse },
-    #[error("Model Serving rate limit exceeded after {attempts} attempts: {response}")]
+    #[error("rate limit of Model Serving exceeded after {attempts} attempts: {response}")]
     RateLimited { attempts: u32, response: ErrorResponse },
-    #[error("Model Serving failed with a server error after {attempts} attempts: {response}")]
+    #[error("server error from Model Serving after {attempts} attempts: {response}")]
     Server { attempts: u32, response: ErrorResponse },
-    #[error("Model Serving rejected the request: {0}")]
+    #[error("request rejected by Model Serving: {0}")]
     Rejected(ErrorResponse),
-    #[error("Model Serving call timed out after {} ms", after.as_millis())]
+    #[error("the Model Serving call timed out after {} ms", after.as_millis())]
     Timeout { after: Duration },
     #[error("failed to reach Model Serving")]
     Network(#[source] reqwest::Error),
@@ -428,7 +473,7 @@ pub enum ServingError {
     InvalidResponse(String),
 }
 
-/// The kind of a [`ServingError`], for choosing the text that the user sees.
+/// The kind of a [`ServingError`], for choosing the text shown to the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServingErrorKind {
     /// 401: the access token is invalid or expired, so signing in again helps.
@@ -443,11 +488,11 @@ pub enum ServingErrorKind {
     ServerError,
     /// Any other 4xx, such as 400 for a request the model does not accept.
     Rejected,
-    /// No answer, or no next piece of a stream, within the timeout.
+    /// No response, or no next piece of a stream, within the timeout.
     Timeout,
     /// The workspace could not be reached, or the connection broke.
     Network,
-    /// The answer did not have the expected shape.
+    /// The response did not have the expected shape.
     InvalidResponse,
 }
 
@@ -466,7 +511,7 @@ impl ServingError {
         }
     }
 
-    /// Returns the error answer Databricks sent, for errors that come from an HTTP status.
+    /// Returns the error response from Databricks, for errors that come from an HTTP status.
     pub fn response(&self) -> Option<&ErrorResponse> {
         match self {
             Self::Unauthorized(response) | Self::Forbidden(response) | Self::Rejected(response) => Some(response),
@@ -493,7 +538,7 @@ impl ServingError {
     }
 }
 
-/// An error answer from Databricks: the status and, when the body is Databricks' JSON
+/// An error response from Databricks: the status and, when the body is Databricks' JSON
 /// (`{"error_code": "...", "message": "..."}`) or OpenAI's (`{"error": {"code": ..., "message": ...}}`),
 /// its code and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -505,10 +550,11 @@ pub struct ErrorResponse {
     pub body: String,
 }
 
-/// The longest part of a non-JSON error body kept in [`ErrorResponse::body`], in characters.
+/// The maximum length of a non-JSON error body kept in [`ErrorResponse::body`], in characters.
 const MAX_ERROR_TEXT: usize = 512;
 
 impl ErrorResponse {
+    /// Parses an error body. A body that is not JSON of either shape is kept only as text.
     pub fn parse(status: u16, body: &[u8]) -> Self {
         #[derive(Deserialize)]
         struct DatabricksBody {
@@ -609,25 +655,25 @@ fn parse_completion(body: &[u8]) -> Result<String, ServingError> {
     }
 
     let completion: Completion = serde_json::from_slice(body)
-        .map_err(|e| ServingError::InvalidResponse(format!("the answer is not a chat completion: {e}")))?;
+        .map_err(|e| ServingError::InvalidResponse(format!("the response is not a chat completion: {e}")))?;
     let choice = completion
         .choices
         .into_iter()
         .next()
-        .ok_or_else(|| ServingError::InvalidResponse("the answer has no `choices`".to_owned()))?;
+        .ok_or_else(|| ServingError::InvalidResponse("the response has no `choices`".to_owned()))?;
     choice
         .message
         .content
         .map(Content::into_text)
-        .ok_or_else(|| ServingError::InvalidResponse("the answer has no `choices[0].message.content`".to_owned()))
+        .ok_or_else(|| ServingError::InvalidResponse("the response has no `choices[0].message.content`".to_owned()))
 }
 
-/// What one `data:` payload of a streamed answer carries.
+/// The payload of one event of a streamed completion.
 #[derive(Debug, PartialEq, Eq)]
 enum StreamData {
-    /// A piece of the answer; empty for chunks that only carry the role or the finish reason.
+    /// A piece of the completion. It is empty for chunks that carry only the role or the finish reason.
     Piece { text: String, finished: bool },
-    /// `[DONE]`, the end of the answer.
+    /// `[DONE]`, the end of the completion.
     Done,
 }
 
@@ -655,21 +701,29 @@ fn parse_stream_data(data: &str) -> Result<StreamData, ServingError> {
         .map_err(|e| ServingError::InvalidResponse(format!("a stream event is not JSON: {e}")))?;
     if value.get("error").is_some() || value.get("error_code").is_some() {
         let error = ErrorResponse::parse(200, data.as_bytes());
-        return Err(ServingError::InvalidResponse(format!("the stream reported an error: {error}")));
+        return Err(ServingError::InvalidResponse(format!(
+            "the stream reported an error: {error}"
+        )));
     }
 
     let chunk: Chunk = serde_json::from_value(value)
         .map_err(|e| ServingError::InvalidResponse(format!("a stream event is not a chat completion chunk: {e}")))?;
     // Chunks without choices, such as a closing usage report, carry no text.
     let Some(choice) = chunk.choices.into_iter().next() else {
-        return Ok(StreamData::Piece { text: String::new(), finished: false });
+        return Ok(StreamData::Piece {
+            text: String::new(),
+            finished: false,
+        });
     };
     let text = choice
         .delta
         .and_then(|delta| delta.content)
         .map(Content::into_text)
         .unwrap_or_default();
-    Ok(StreamData::Piece { text, finished: choice.finish_reason.is_some() })
+    Ok(StreamData::Piece {
+        text,
+        finished: choice.finish_reason.is_some(),
+    })
 }
 
 /// One server-sent event: the data lines joined with `\n`, and the `event:` type if any.
@@ -699,7 +753,10 @@ impl SseDecoder {
 
         let mut events = Vec::new();
         let mut start = 0;
-        while let Some(offset) = self.buffer[start..].iter().position(|&byte| byte == b'\n' || byte == b'\r') {
+        while let Some(offset) = self.buffer[start..]
+            .iter()
+            .position(|&byte| byte == b'\n' || byte == b'\r')
+        {
             let end = start + offset;
             let terminator = match self.buffer.get(end + 1) {
                 // A CR at the end of the bytes so far may be the first half of a CRLF.
@@ -768,7 +825,7 @@ fn line_text(bytes: &[u8]) -> Result<String, ServingError> {
         .map_err(|_| ServingError::InvalidResponse("a stream line is not valid UTF-8".to_owned()))
 }
 
-/// Reads content pieces from a streamed answer's body.
+/// Reads content pieces from the body of a streamed completion.
 struct PieceReader {
     body: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
     decoder: SseDecoder,
@@ -790,7 +847,7 @@ impl PieceReader {
         }
     }
 
-    /// A reader with nothing left to read.
+    /// Returns a reader with nothing left to read.
     fn finished() -> Self {
         Self {
             body: None,
@@ -801,7 +858,7 @@ impl PieceReader {
         }
     }
 
-    /// Returns the next non-empty piece, or `None` at the end of the answer. `limit` bounds the
+    /// Returns the next non-empty piece, or `None` at the end of the completion. `limit` bounds the
     /// wait, and `limit_duration` is the time reported when the wait runs out.
     async fn next_piece(&mut self, limit: Instant, limit_duration: Duration) -> Result<Option<String>, ServingError> {
         loop {
@@ -842,7 +899,9 @@ impl PieceReader {
         }
         if event.event.as_deref() == Some("error") {
             let error = ErrorResponse::parse(200, event.data.as_bytes());
-            return Err(ServingError::InvalidResponse(format!("the stream reported an error: {error}")));
+            return Err(ServingError::InvalidResponse(format!(
+                "the stream reported an error: {error}"
+            )));
         }
 
         match parse_stream_data(&event.data)? {
@@ -889,7 +948,6 @@ impl PieceStream {
             Ok(Some(piece)) => Some((Ok(piece), self)),
             Ok(None) => None,
             Err(error) => {
-                tracing::warn!(%error, "Model Serving stream failed after its first piece");
                 self.stopped = true;
                 Some((Err(error), self))
             }
@@ -912,13 +970,19 @@ mod tests {
     }
 
     fn data_event(data: &str) -> SseEvent {
-        SseEvent { event: None, data: data.to_owned() }
+        SseEvent {
+            event: None,
+            data: data.to_owned(),
+        }
     }
 
     #[test]
     fn url_encodes_endpoint_as_one_segment() {
         let cases = [
-            ("databricks-claude-sonnet-4", "/serving-endpoints/databricks-claude-sonnet-4/invocations"),
+            (
+                "databricks-claude-sonnet-4",
+                "/serving-endpoints/databricks-claude-sonnet-4/invocations",
+            ),
             ("my_model.v2~a", "/serving-endpoints/my_model.v2~a/invocations"),
             ("a/b", "/serving-endpoints/a%2Fb/invocations"),
             ("a b?c#d", "/serving-endpoints/a%20b%3Fc%23d/invocations"),
@@ -935,14 +999,20 @@ mod tests {
     fn url_drops_trailing_slash_of_host() {
         let url = invocations_url("https://example.cloud.databricks.com/", "chat").unwrap();
 
-        assert_eq!(url.as_str(), "https://example.cloud.databricks.com/serving-endpoints/chat/invocations");
+        assert_eq!(
+            url.as_str(),
+            "https://example.cloud.databricks.com/serving-endpoints/chat/invocations"
+        );
     }
 
     #[test]
     fn url_rejects_dot_segments_and_empty_name() {
         for name in ["", ".", ".."] {
             let error = invocations_url("https://example.cloud.databricks.com", name).unwrap_err();
-            assert!(matches!(error, ServingConfigError::InvalidEndpointName(_)), "endpoint {name:?}: {error}");
+            assert!(
+                matches!(error, ServingConfigError::InvalidEndpointName(_)),
+                "endpoint {name:?}: {error}"
+            );
         }
     }
 
@@ -955,8 +1025,16 @@ mod tests {
 
     #[test]
     fn request_body_has_openai_chat_shape() {
-        let messages = [ChatMessage::system("要約して"), ChatMessage::user("text"), ChatMessage::assistant("ok")];
-        let request = ChatRequest { messages: &messages, max_tokens: 256, stream: true };
+        let messages = [
+            ChatMessage::system("要約して"),
+            ChatMessage::user("text"),
+            ChatMessage::assistant("ok"),
+        ];
+        let request = ChatRequest {
+            messages: &messages,
+            max_tokens: 256,
+            stream: true,
+        };
 
         let body = serde_json::to_value(&request).unwrap();
 
@@ -976,10 +1054,14 @@ mod tests {
 
     #[test]
     fn sse_events_split_at_every_byte() {
-        let body = "data: {\"a\":\"要約\"}\n\n: keep-alive\n\nevent: message\ndata: two\ndata: lines\n\ndata: [DONE]\n\n";
+        let body =
+            "data: {\"a\":\"要約\"}\n\n: keep-alive\n\nevent: message\ndata: two\ndata: lines\n\ndata: [DONE]\n\n";
         let expected = vec![
             data_event("{\"a\":\"要約\"}"),
-            SseEvent { event: Some("message".to_owned()), data: "two\nlines".to_owned() },
+            SseEvent {
+                event: Some("message".to_owned()),
+                data: "two\nlines".to_owned(),
+            },
             data_event("[DONE]"),
         ];
 
@@ -1051,7 +1133,10 @@ mod tests {
 
         assert_eq!(
             parse_stream_data(chunk).unwrap(),
-            StreamData::Piece { text: "要約".to_owned(), finished: false }
+            StreamData::Piece {
+                text: "要約".to_owned(),
+                finished: false
+            }
         );
     }
 
@@ -1066,7 +1151,10 @@ mod tests {
         for (chunk, finished) in cases {
             assert_eq!(
                 parse_stream_data(chunk).unwrap(),
-                StreamData::Piece { text: String::new(), finished },
+                StreamData::Piece {
+                    text: String::new(),
+                    finished
+                },
                 "{chunk}"
             );
         }
@@ -1078,7 +1166,10 @@ mod tests {
 
         assert_eq!(
             parse_stream_data(chunk).unwrap(),
-            StreamData::Piece { text: "ab".to_owned(), finished: false }
+            StreamData::Piece {
+                text: "ab".to_owned(),
+                finished: false
+            }
         );
     }
 
@@ -1110,7 +1201,12 @@ mod tests {
         ];
         for body in bodies {
             let error = parse_completion(body).unwrap_err();
-            assert_eq!(error.kind(), ServingErrorKind::InvalidResponse, "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                error.kind(),
+                ServingErrorKind::InvalidResponse,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
@@ -1122,7 +1218,10 @@ mod tests {
 
         assert_eq!(response.error_code.as_deref(), Some("REQUEST_LIMIT_EXCEEDED"));
         assert_eq!(response.message.as_deref(), Some("Exceeded workspace rate limit"));
-        assert_eq!(response.to_string(), "HTTP 429 `REQUEST_LIMIT_EXCEEDED`: Exceeded workspace rate limit");
+        assert_eq!(
+            response.to_string(),
+            "HTTP 429 `REQUEST_LIMIT_EXCEEDED`: Exceeded workspace rate limit"
+        );
     }
 
     #[test]
@@ -1143,7 +1242,10 @@ mod tests {
 
         assert_eq!(response.error_code, None);
         assert_eq!(response.body.chars().count(), MAX_ERROR_TEXT);
-        assert!(response.to_string().starts_with("HTTP 503: upstream connect error"), "{response}");
+        assert!(
+            response.to_string().starts_with("HTTP 503: upstream connect error"),
+            "{response}"
+        );
     }
 
     #[test]
@@ -1165,11 +1267,14 @@ mod tests {
 
         for _ in 0..100 {
             let first = policy.delay(1, None);
-            assert!(first >= Duration::from_millis(125) && first <= Duration::from_millis(250), "{first:?}");
+            assert!(first >= Duration::from_millis(125), "{first:?}");
+            assert!(first <= Duration::from_millis(250), "{first:?}");
             let second = policy.delay(2, None);
-            assert!(second >= Duration::from_millis(250) && second <= Duration::from_millis(500), "{second:?}");
+            assert!(second >= Duration::from_millis(250), "{second:?}");
+            assert!(second <= Duration::from_millis(500), "{second:?}");
             let late = policy.delay(30, None);
-            assert!(late >= policy.max_delay / 2 && late <= policy.max_delay, "{late:?}");
+            assert!(late >= policy.max_delay / 2, "{late:?}");
+            assert!(late <= policy.max_delay, "{late:?}");
         }
     }
 
@@ -1181,7 +1286,10 @@ mod tests {
         headers.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
 
-        headers.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&headers), None);
     }
 
@@ -1207,7 +1315,11 @@ mod tests {
         .as_bytes();
         // Cut inside the first multi-byte character and inside the `data:` prefix.
         let cut_in_character = body.windows(3).position(|w| w == "要".as_bytes()).unwrap() + 1;
-        let parts = [&body[..cut_in_character], &body[cut_in_character..cut_in_character + 40], &body[cut_in_character + 40..]];
+        let parts = [
+            &body[..cut_in_character],
+            &body[cut_in_character..cut_in_character + 40],
+            &body[cut_in_character + 40..],
+        ];
         let chunks: Vec<reqwest::Result<Bytes>> = parts.iter().map(|part| Ok(Bytes::copy_from_slice(part))).collect();
         let mut reader = PieceReader::new(futures::stream::iter(chunks).boxed());
         let limit = Instant::now() + Duration::from_secs(1);
@@ -1222,11 +1334,20 @@ mod tests {
 
     #[tokio::test]
     async fn reader_rejects_stream_cut_before_done() {
-        let chunks: Vec<reqwest::Result<Bytes>> = vec![Ok(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"))];
+        let chunks: Vec<reqwest::Result<Bytes>> = vec![Ok(Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+        ))];
         let mut reader = PieceReader::new(futures::stream::iter(chunks).boxed());
         let limit = Instant::now() + Duration::from_secs(1);
 
-        assert_eq!(reader.next_piece(limit, Duration::from_secs(1)).await.unwrap().as_deref(), Some("a"));
+        assert_eq!(
+            reader
+                .next_piece(limit, Duration::from_secs(1))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("a")
+        );
         let error = reader.next_piece(limit, Duration::from_secs(1)).await.unwrap_err();
 
         assert_eq!(error.kind(), ServingErrorKind::InvalidResponse);

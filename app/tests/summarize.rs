@@ -1,9 +1,21 @@
 //! The summarize form: CSRF, and text typed before sign-in kept across the sign-in round trip.
 
+#[path = "support/serving_double.rs"]
+mod serving_double;
 mod support;
 
 use reqwest::StatusCode;
+use serving_double::{discover_jwks_uri, ServingDouble};
 use support::{browser, finish_callback, location, sign_in, sign_in_until_callback, TestApp};
+
+/// The app with sign-in and a Model Serving double that trusts the provider's keys.
+async fn app_with_serving() -> (TestApp, ServingDouble) {
+    let (listener, base, oidc) = TestApp::prepare(60).await;
+    let double = ServingDouble::start(&oidc.issuer, &discover_jwks_uri(&oidc.issuer).await).await;
+    double.add_endpoint("databricks-claude-sonnet-4");
+    let app = TestApp::launch(listener, base, oidc, vec![("SERVING_URL", double.host().to_owned())]);
+    (app, double)
+}
 
 /// Reads the CSRF token from the summarize form.
 async fn form_token(client: &reqwest::Client, app: &TestApp) -> String {
@@ -76,4 +88,48 @@ async fn sample_button_fills_the_form() {
         .await
         .unwrap();
     assert!(page.contains("Model Serving exposes foundation models"), "{page}");
+}
+
+#[tokio::test]
+async fn summary_uses_users_token() {
+    let (app, _double) = app_with_serving().await;
+    let client = browser();
+    sign_in(&client, &app, "rina").await;
+    let token = form_token(&client, &app).await;
+
+    let text = "東京の天気は晴れ、午後から雨の予報です。傘を忘れずに持って行きましょう。";
+    let response = client
+        .post(app.url("/summarize"))
+        .header("accept-language", "ja")
+        .form(&[("csrf_token", token.as_str()), ("text", text), ("prompt", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("要約結果"), "{page}");
+    assert!(page.contains("要約: 東京の天気は晴れ、午後から雨の予報です。"), "{page}");
+}
+
+#[tokio::test]
+async fn missing_endpoint_shows_friendly_error() {
+    let (listener, base, oidc) = TestApp::prepare(60).await;
+    let double = ServingDouble::start(&oidc.issuer, &discover_jwks_uri(&oidc.issuer).await).await;
+    let app = TestApp::launch(listener, base, oidc, vec![("SERVING_URL", double.host().to_owned())]);
+    let client = browser();
+    sign_in(&client, &app, "sato").await;
+    let token = form_token(&client, &app).await;
+
+    let page = client
+        .post(app.url("/summarize"))
+        .header("accept-language", "en")
+        .form(&[("csrf_token", token.as_str()), ("text", "hello"), ("prompt", "")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("The model endpoint was not found"), "{page}");
+    assert!(page.contains("Error id"), "{page}");
 }

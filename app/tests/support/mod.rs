@@ -95,10 +95,21 @@ impl TestApp {
 
     /// Starts the app against a provider whose access tokens live `access_token_ttl` seconds.
     pub async fn start_with_ttl(access_token_ttl: u32) -> Self {
+        let (listener, base, oidc) = Self::prepare(access_token_ttl).await;
+        Self::launch(listener, base, oidc, Vec::new())
+    }
+
+    /// Binds the app's socket and starts the provider that redirects to it, so that more
+    /// servers can be started against the provider before the app itself.
+    pub async fn prepare(access_token_ttl: u32) -> (TcpListener, String, OidcServer) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let oidc = OidcServer::start_with_ttl(&format!("{base}/oauth/callback"), &format!("{base}/"), access_token_ttl);
+        (listener, base, oidc)
+    }
 
+    /// Starts the app on `listener` with sign-in against `oidc` and the extra settings `extra`.
+    pub fn launch(listener: TcpListener, base: String, oidc: OidcServer, extra: Vec<(&str, String)>) -> Self {
         let vars = Arc::new(std::collections::HashMap::from([
             ("DATABRICKS_HOST".to_owned(), oidc.host()),
             ("DATABRICKS_CLIENT_ID".to_owned(), CLIENT_ID.to_owned()),
@@ -107,6 +118,11 @@ impl TestApp {
             ("PUBLIC_URL".to_owned(), base.clone()),
             ("LOG_FORMAT".to_owned(), "text".to_owned()),
         ]));
+        let vars = {
+            let mut vars = Arc::try_unwrap(vars).unwrap();
+            vars.extend(extra.into_iter().map(|(name, value)| (name.to_owned(), value)));
+            Arc::new(vars)
+        };
         let config = Config::from_lookup(|name| vars.get(name).cloned().ok_or(std::env::VarError::NotPresent))
             .expect("valid test configuration");
         let (stop, stopped) = oneshot::channel::<()>();
