@@ -121,6 +121,11 @@ pub struct Texts {
     pub error_id: &'static str,
     pub home: &'static str,
     pub switch_language: &'static str,
+    pub chat_heading: &'static str,
+    pub chat_sign_in: &'static str,
+    pub message_label: &'static str,
+    pub send_button: &'static str,
+    pub chat_needs_script: &'static str,
 }
 
 static JA: Texts = Texts {
@@ -144,6 +149,11 @@ static JA: Texts = Texts {
     error_id: "エラー ID",
     home: "ホーム",
     switch_language: "English",
+    chat_heading: "チャット",
+    chat_sign_in: "チャットするにはサインインしてください。",
+    message_label: "メッセージ",
+    send_button: "送信",
+    chat_needs_script: "チャットで回答を順に表示するには JavaScript が必要です。要約フォームは JavaScript なしで使えます。",
 };
 
 static EN: Texts = Texts {
@@ -167,6 +177,11 @@ static EN: Texts = Texts {
     error_id: "Error id",
     home: "Home",
     switch_language: "日本語",
+    chat_heading: "Chat",
+    chat_sign_in: "Sign in to chat.",
+    message_label: "Message",
+    send_button: "Send",
+    chat_needs_script: "The chat needs JavaScript to show the answer as it arrives. The summarize form works without it.",
 };
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod chat;
 pub mod error;
 pub mod health;
 pub mod home;
@@ -27,6 +28,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/", get(home::home))
         .route("/health", get(health::health))
         .route("/api/me", get(api::me))
+        .route("/chat", get(chat::show))
+        .route("/api/chat", post(chat::stream))
         .route("/summarize", get(summarize::show).post(summarize::submit))
         .route("/login", get(auth::login))
         .route("/logout", post(auth::logout))
