@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the virtualenv `.venv` at the repository root and installs the AWS
 # emulator (moto) into it from tests/emulator/requirements.txt, then installs
-# the OpenID provider of the tests (tests/oidc, `npm ci`).
+# the OpenID provider of the tests (tests/oidc, `npm ci`), the browser test's
+# driver (tests/browser) and Debian's Chromium when it is missing.
 #
 #   scripts/setup.sh
 #
@@ -76,21 +77,46 @@ install_moto() {
     say "installed moto $(installed_moto_version) in \`$venv\`"
 }
 
-# Installs tests/oidc from its lock file, again only when the lock file changed.
-install_oidc_provider() {
-    local folder=tests/oidc
-    local oidc_stamp=$folder/node_modules/.package-lock.sha256
+# Installs the Node packages of a test folder from its lock file, again only
+# when the lock file changed.
+install_node_packages() {
+    local folder=$1
+    local node_stamp=$folder/node_modules/.package-lock.sha256
     command -v npm >/dev/null 2>&1 || fail "\`npm\` not found; install Node.js 20 or later with npm"
     local wanted
     wanted=$(sha256_of_stdin <"$folder/package-lock.json")
-    if [[ -f $oidc_stamp && "$(<"$oidc_stamp")" == "$wanted" ]]; then
-        say "the OpenID provider's packages are already installed in \`$folder\`; nothing to do"
+    if [[ -f $node_stamp && "$(<"$node_stamp")" == "$wanted" ]]; then
+        say "the packages of \`$folder\` are already installed; nothing to do"
         return
     fi
-    say "installing the OpenID provider's packages in \`$folder\` (npm ci)"
+    say "installing the packages of \`$folder\` (npm ci)"
     (cd "$folder" && npm ci --no-audit --no-fund --loglevel=error)
-    printf '%s\n' "$wanted" >"$oidc_stamp"
+    printf '%s\n' "$wanted" >"$node_stamp"
+}
+
+# The browser test drives Debian's Chromium; playwright-core downloads no browser.
+# The Noto CJK fonts make the Japanese text of its screenshot readable.
+install_chromium() {
+    local packages=()
+    [[ -x ${CHROMIUM:-/usr/bin/chromium} ]] || packages+=(chromium)
+    [[ -d /usr/share/fonts/opentype/noto ]] || packages+=(fonts-noto-cjk)
+    if ((${#packages[@]} == 0)); then
+        say "Chromium and the Noto CJK fonts are already installed; nothing to do"
+        return
+    fi
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        say "installing ${packages[*]} from Debian's packages (about a minute)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+        return
+    fi
+    if [[ " ${packages[*]} " == *" chromium "* ]]; then
+        fail "Chromium not found; install it (on Debian or Ubuntu: \`apt-get install chromium\`) or set CHROMIUM to its path"
+    fi
+    say "warning: fonts-noto-cjk is not installed, so Japanese text in the browser test's screenshot shows as boxes"
 }
 
 install_moto
-install_oidc_provider
+install_node_packages tests/oidc
+install_node_packages tests/browser
+install_chromium
