@@ -2,11 +2,15 @@
 # Deploys the app to a local emulated AWS stack, end to end.
 #
 #   scripts/demo.sh          install the emulator, start it, build, start the
-#                            app on 127.0.0.1:8080 and run `deployer up`
-#   scripts/demo.sh stop     stop the app and the emulator
+#                            OpenID provider (127.0.0.1:9031), the Model
+#                            Serving double (127.0.0.1:9032) and the app
+#                            (127.0.0.1:8080), and run `deployer up`
+#   scripts/demo.sh stop     stop all of them
 #
 # The emulator (moto) runs no containers, so the demo runs the app as a local
-# process, and manifests/local.toml points `deploy.health_url` at it. The AWS
+# process, and manifests/local.toml points `deploy.health_url` at it. The
+# OpenID provider stands in for the Databricks workspace's sign-in and accepts
+# any login name; the double answers Model Serving calls. The AWS
 # credentials below are moto's dummy ones, and every AWS call goes to the
 # emulator through AWS_ENDPOINT_URL.
 #
@@ -78,6 +82,12 @@ start_app() {
         PORT=$app_port \
         LOG_FORMAT=text \
         APP_VERSION=local-demo \
+        DATABRICKS_HOST="http://127.0.0.1:$oidc_port" \
+        DATABRICKS_CLIENT_ID=$client_id \
+        DATABRICKS_CLIENT_SECRET=$client_secret \
+        SESSION_KEY="$(session_key)" \
+        PUBLIC_URL="http://127.0.0.1:$app_port" \
+        SERVING_URL="http://127.0.0.1:$serving_port" \
         nohup "$app_bin" serve >"$app_log" 2>&1 </dev/null &
     local pid=$!
     printf '%s\n' "$pid" >"$app_pid_file"
@@ -93,10 +103,77 @@ start_app() {
     say "app running (pid $pid) at http://127.0.0.1:$app_port; log: \`$app_log\`"
 }
 
+oidc_port=9031
+serving_port=9032
+client_id=local-app
+client_secret=local-demo-secret
+
+# Stops the process in pid file $1 if it still runs `$2`.
+stop_helper() {
+    local pid_file=$1 pattern=$2 pid
+    if [[ -f $pid_file ]]; then
+        pid=$(<"$pid_file")
+        if [[ $pid =~ ^[0-9]+$ ]] && [[ "$(ps -o args= -p "$pid" 2>/dev/null)" == *"$pattern"* ]]; then
+            kill -TERM "$pid" 2>/dev/null || true
+            say "stopped $pattern (pid $pid)"
+        fi
+        rm -f "$pid_file"
+    fi
+}
+
+# Waits until `$2` appears in log file $1, or fails with the log's tail.
+wait_for_line() {
+    local log=$1 pattern=$2 what=$3
+    local deadline=$((SECONDS + 20))
+    until grep -q "$pattern" "$log" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            tail -n 20 "$log" >&2 || true
+            fail "$what did not start; see \`$log\`"
+        fi
+        sleep 0.1
+    done
+}
+
+# The OpenID provider stands in for the Databricks workspace's sign-in, with
+# any login name and password accepted.
+start_oidc_provider() {
+    stop_helper .local/oidc.pid server.mjs
+    mkdir -p .local
+    OIDC_PORT=$oidc_port \
+        OIDC_CLIENT_ID=$client_id \
+        OIDC_CLIENT_SECRET=$client_secret \
+        OIDC_REDIRECT_URIS="http://127.0.0.1:$app_port/oauth/callback" \
+        OIDC_POST_LOGOUT_REDIRECT_URIS="http://127.0.0.1:$app_port/" \
+        OIDC_EXIT_WITH_PARENT=0 \
+        nohup node tests/oidc/server.mjs >.local/oidc.log 2>&1 </dev/null &
+    printf '%s\n' "$!" >.local/oidc.pid
+    wait_for_line .local/oidc.log '"issuer"' "the OpenID provider"
+    say "OpenID provider at http://127.0.0.1:$oidc_port/oidc"
+}
+
+# The Model Serving double answers with a fixed summary of the text it gets.
+start_serving_double() {
+    stop_helper .local/serving.pid serving_double
+    nohup "$target_dir/debug/examples/serving_double" --issuer "http://127.0.0.1:$oidc_port/oidc" \
+        --port "$serving_port" >.local/serving.log 2>&1 </dev/null &
+    printf '%s\n' "$!" >.local/serving.pid
+    wait_for_line .local/serving.log '"url"' "the Model Serving double"
+    say "Model Serving double at http://127.0.0.1:$serving_port"
+}
+
+# A session key made once per checkout, so sessions survive a restart of the demo.
+session_key() {
+    local file=.local/session-key
+    [[ -s $file ]] || head -c 64 /dev/urandom | base64 -w0 >"$file"
+    cat "$file"
+}
+
 case ${1:-start} in
 start) ;;
 stop)
     stop_app
+    stop_helper .local/serving.pid serving_double
+    stop_helper .local/oidc.pid server.mjs
     scripts/emulator.sh stop
     exit 0
     ;;
@@ -116,7 +193,11 @@ step "starting the emulator (scripts/emulator.sh start)"
 endpoint=$(scripts/emulator.sh start)
 
 step "building the deployer and the app"
-cargo build -p deployer -p app
+cargo build -p deployer -p app --example serving_double
+
+step "starting the OpenID provider and the Model Serving double"
+start_oidc_provider
+start_serving_double
 
 step "starting the app on 127.0.0.1:$app_port"
 start_app
@@ -135,7 +216,7 @@ export AWS_SECRET_ACCESS_KEY=testing
 export AWS_REGION=ap-northeast-1
 export AWS_EC2_METADATA_DISABLED=true
 # The manifest reads the Databricks client secret from this variable.
-export DATABRICKS_CLIENT_SECRET=local-demo-secret
+export DATABRICKS_CLIENT_SECRET=$client_secret
 
 # moto's CodeBuild reports every build as succeeded at once but pushes no
 # image, so fake_codebuild.py plays that part: once the deployer uploads the
@@ -154,5 +235,6 @@ wait "$fake_build_pid" 2>/dev/null || true
 step "checking the app"
 app_healthy || fail "the app at http://127.0.0.1:$app_port/health is not healthy; see \`$app_log\`"
 say "the app is healthy: http://127.0.0.1:$app_port/health"
+say "open http://127.0.0.1:$app_port/summarize and sign in with any name and password"
 say "the emulator is at $endpoint"
-say "stop both with: scripts/demo.sh stop"
+say "stop everything with: scripts/demo.sh stop"

@@ -352,13 +352,17 @@ async function main() {
   process.on('SIGINT', () => shutdown('SIGINT'));
 
   // When the parent process dies, this process is re-parented, so a changed
-  // ppid means that the test run that started the server is gone.
-  const parentPid = process.ppid;
-  setInterval(() => {
-    if (process.ppid !== parentPid) {
-      shutdown(`parent process ${parentPid} exited`);
-    }
-  }, PARENT_POLL_INTERVAL_MS).unref();
+  // ppid means that the test run that started the server is gone. The local
+  // demo starts the server to outlive its script, so it turns this off with
+  // OIDC_EXIT_WITH_PARENT=0.
+  if (process.env.OIDC_EXIT_WITH_PARENT !== '0') {
+    const parentPid = process.ppid;
+    setInterval(() => {
+      if (process.ppid !== parentPid) {
+        shutdown(`parent process ${parentPid} exited`);
+      }
+    }, PARENT_POLL_INTERVAL_MS).unref();
+  }
 
   await new Promise((resolve, reject) => {
     server.once('error', reject);

@@ -1,4 +1,5 @@
-//! A Databricks Model Serving test double on 127.0.0.1, inside the test process.
+//! A Databricks Model Serving test double on 127.0.0.1, run inside the app's test processes and,
+//! through the `serving_double` example, by the local demo.
 //!
 //! It serves `POST /serving-endpoints/{name}/invocations` with the wire format of a chat endpoint:
 //! a `chat.completion` object, or with `"stream": true` a `text/event-stream` of
@@ -9,6 +10,7 @@
 //! The completion is `要約: ` followed by the first 20 characters of the last user message, so tests
 //! can assert on it. Tests register endpoints, queue faults per endpoint, and read request counts.
 //! Dropping the double stops its server and releases requests that hang.
+
 
 #![allow(dead_code)]
 
@@ -109,13 +111,20 @@ impl ServingDouble {
     /// Fetches the signing keys from `jwks_uri` and starts serving on a free port of 127.0.0.1.
     /// Tokens must have `iss` equal to `issuer`.
     pub async fn start(issuer: &str, jwks_uri: &str) -> Self {
+        Self::start_on(issuer, jwks_uri, 0).await
+    }
+
+    /// Like [`ServingDouble::start`], on `port` of 127.0.0.1 (0 picks a free one).
+    pub async fn start_on(issuer: &str, jwks_uri: &str, port: u16) -> Self {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(HTTP_TIMEOUT)
             .build()
             .unwrap();
         let keys = fetch_jwks(&http, jwks_uri).await.unwrap_or_else(|e| panic!("{e}"));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap_or_else(|e| panic!("failed to listen on 127.0.0.1:{port}: {e}"));
         let host = format!("http://{}", listener.local_addr().unwrap());
         // TCP_NODELAY sends each frame of a streamed completion at once, so the client gets the
         // frames as separate reads.
