@@ -9,6 +9,7 @@ pub mod config;
 pub mod csrf;
 pub mod healthcheck;
 pub mod i18n;
+pub mod request_id;
 pub mod routes;
 pub mod secret;
 pub mod serving;

@@ -129,7 +129,8 @@ pub fn app(state: AppState) -> Router {
                 .make_span_with(request_span)
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .layer(PropagateRequestIdLayer::x_request_id());
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(axum::middleware::from_fn(crate::request_id::scope));
 
     routes::router(&state).with_state(state).layer(middleware)
 }

@@ -155,3 +155,17 @@ async fn session_survives_app_restart() {
     assert!(page.contains("Signed in as"), "{page}");
     assert!(page.contains("ivan"), "{page}");
 }
+
+#[tokio::test]
+async fn error_page_shows_request_id() {
+    let app = TestApp::start().await;
+    let response = browser()
+        .get(app.url("/oauth/callback?code=x&state=y"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let page = response.text().await.unwrap();
+    assert!(page.contains(&request_id), "the page does not show request id {request_id}: {page}");
+}

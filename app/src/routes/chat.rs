@@ -98,7 +98,7 @@ pub async fn stream(
     let pieces = match serving.stream(&session.access_token, &messages, MAX_TOKENS).await {
         Ok(pieces) => pieces,
         Err(error) => {
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = crate::request_id::current();
             tracing::warn!(error_id = %id, session_id = %session.id, kind = ?error.kind(), %error, "Model Serving call failed");
             let message = format!("{} ({}: {id})", lang.serving_error(error.kind()), lang.texts().error_id);
             return (private, json_error(StatusCode::BAD_GATEWAY, "serving", &message)).into_response();

@@ -1,4 +1,4 @@
-//! Error pages: a friendly message with an id for the user, the cause in the log.
+//! Error pages: a friendly message with the request id for the user, the cause in the log.
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -32,16 +32,16 @@ impl ErrorKind {
     }
 }
 
-/// Logs a rejected request with a new error id and returns the page that shows the id.
+/// Logs a rejected request and returns the page that shows the request id.
 pub fn rejected(kind: ErrorKind) -> Response {
-    let error_id = uuid::Uuid::new_v4().to_string();
+    let error_id = crate::request_id::current();
     tracing::info!(%error_id, kind = ?kind, "request rejected");
     page(kind, &error_id)
 }
 
-/// Logs `cause` with a new error id and returns the page that shows the id.
+/// Logs `cause` and returns the page that shows the request id, which the log line carries too.
 pub fn failed(kind: ErrorKind, cause: &dyn std::error::Error) -> Response {
-    let error_id = uuid::Uuid::new_v4().to_string();
+    let error_id = crate::request_id::current();
     tracing::warn!(%error_id, kind = ?kind, error = %cause, "request failed");
     page(kind, &error_id)
 }

@@ -83,7 +83,7 @@ pub fn render(template: &impl askama::Template) -> Response {
     match template.render() {
         Ok(html) => Html(html).into_response(),
         Err(error) => {
-            let error_id = uuid::Uuid::new_v4();
+            let error_id = crate::request_id::current();
             tracing::error!(%error_id, %error, "failed to render a page");
             (StatusCode::INTERNAL_SERVER_ERROR, format!("internal error {error_id}")).into_response()
         }

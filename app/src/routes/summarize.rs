@@ -195,7 +195,7 @@ async fn summarize_into(
 }
 
 fn log_error(session: &Session, lang: Lang, error: &crate::serving::ServingError) -> PageError {
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::request_id::current();
     tracing::warn!(error_id = %id, session_id = %session.id, kind = ?error.kind(), %error, "Model Serving call failed");
     PageError {
         message: lang.serving_error(error.kind()),
