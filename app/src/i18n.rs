@@ -126,6 +126,7 @@ pub struct Texts {
     pub message_label: &'static str,
     pub send_button: &'static str,
     pub chat_needs_script: &'static str,
+    pub chat_interrupted: &'static str,
 }
 
 static JA: Texts = Texts {
@@ -154,6 +155,7 @@ static JA: Texts = Texts {
     message_label: "メッセージ",
     send_button: "送信",
     chat_needs_script: "チャットで回答を順に表示するには JavaScript が必要です。要約フォームは JavaScript なしで使えます。",
+    chat_interrupted: "回答が途中で途切れました。もう一度送信してください。",
 };
 
 static EN: Texts = Texts {
@@ -182,6 +184,7 @@ static EN: Texts = Texts {
     message_label: "Message",
     send_button: "Send",
     chat_needs_script: "The chat needs JavaScript to show the answer as it arrives. The summarize form works without it.",
+    chat_interrupted: "The reply was cut off. Please send your message again.",
 };
 
 #[cfg(test)]

@@ -31,6 +31,11 @@ pub struct Session {
     /// Unix seconds when the current access token was issued.
     #[serde(default)]
     pub issued_at: i64,
+    /// Unix seconds of the sign-in. The session ends `SESSION_LIFETIME` after it whatever the
+    /// refreshes, because a cookie session cannot be revoked on the server: a copied cookie
+    /// keeps working until then, even after the user signs out.
+    #[serde(default)]
+    pub created_at: i64,
 }
 
 /// The longest time before expiry at which the access token is refreshed.
@@ -68,6 +73,7 @@ impl Session {
             refresh_token: signed_in.refresh_token,
             expires_at: signed_in.expires_at,
             issued_at: chrono::Utc::now().timestamp(),
+            created_at: chrono::Utc::now().timestamp(),
         }
     }
 
@@ -116,13 +122,15 @@ impl CookieSettings {
         Cookie::build((self.name(base), "")).path("/").build()
     }
 
+    /// The session in the cookie, unless it is past its absolute lifetime.
     pub fn session(&self, jar: &PrivateCookieJar<Key>) -> Option<Session> {
-        read(jar, &self.name("session"))
+        let session: Session = read(jar, &self.name("session"))?;
+        (remaining_lifetime(&session) > Duration::ZERO).then_some(session)
     }
 
     pub fn with_session(&self, jar: PrivateCookieJar<Key>, session: &Session) -> PrivateCookieJar<Key> {
         let value = serde_json::to_string(session).expect("a session always serialises");
-        jar.add(self.build("session", value, SESSION_LIFETIME))
+        jar.add(self.build("session", value, remaining_lifetime(session)))
     }
 
     pub fn without_session(&self, jar: PrivateCookieJar<Key>) -> PrivateCookieJar<Key> {
@@ -143,6 +151,12 @@ impl CookieSettings {
     }
 }
 
+/// How long the session has left before its absolute expiry.
+fn remaining_lifetime(session: &Session) -> Duration {
+    let ends_at = session.created_at + SESSION_LIFETIME.whole_seconds();
+    Duration::seconds(ends_at - chrono::Utc::now().timestamp())
+}
+
 /// Decrypts and parses a cookie; a cookie that fails either is treated as absent.
 fn read<T: DeserializeOwned>(jar: &PrivateCookieJar<Key>, name: &str) -> Option<T> {
     let cookie = jar.get(name)?;
@@ -156,6 +170,8 @@ pub enum SessionError {
     NotSignedIn,
     #[error("the sign-in expired; sign in again")]
     RefreshFailed,
+    #[error("Databricks could not be reached to renew the sign-in; try again in a moment")]
+    Unavailable,
 }
 
 impl SessionError {
@@ -164,6 +180,7 @@ impl SessionError {
         match self {
             SessionError::NotSignedIn => "not_signed_in",
             SessionError::RefreshFailed => "sign_in_expired",
+            SessionError::Unavailable => "temporarily_unavailable",
         }
     }
 }
@@ -194,9 +211,49 @@ pub async fn fresh_session(
             let jar = cookies.with_session(jar, &session);
             Ok((session, jar))
         }
+        Err(error @ crate::auth::AuthError::RefreshUnavailable(_)) => {
+            tracing::warn!(session_id = %session.id, %error, "token refresh failed; keeping the session");
+            Err((SessionError::Unavailable, jar))
+        }
         Err(error) => {
-            tracing::warn!(session_id = %session.id, %error, "token refresh failed; signing the user out");
+            tracing::warn!(session_id = %session.id, %error, "token refresh rejected; signing the user out");
             Err((SessionError::RefreshFailed, cookies.without_session(jar)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(created_at: i64) -> Session {
+        Session {
+            id: "id".into(),
+            csrf_token: "csrf".into(),
+            subject: "sub".into(),
+            name: None,
+            email: None,
+            access_token: "token".into(),
+            refresh_token: None,
+            expires_at: None,
+            issued_at: created_at,
+            created_at,
+        }
+    }
+
+    #[test]
+    fn session_ends_at_absolute_lifetime() {
+        let now = chrono::Utc::now().timestamp();
+        assert!(remaining_lifetime(&session(now)) > Duration::hours(11));
+        assert!(remaining_lifetime(&session(now - SESSION_LIFETIME.whole_seconds() - 1)) <= Duration::ZERO);
+        assert!(remaining_lifetime(&session(0)) <= Duration::ZERO, "a session without a sign-in time is expired");
+    }
+
+    #[test]
+    fn refresh_margin_is_half_lifetime_at_most() {
+        let mut short = session(1_000);
+        short.expires_at = Some(1_004);
+        assert!(!short.needs_refresh(1_001));
+        assert!(short.needs_refresh(1_002));
     }
 }

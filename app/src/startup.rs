@@ -11,7 +11,9 @@ use axum::http::Request;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use axum::http::{header, HeaderValue};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::{info, Level, Span};
 
@@ -130,9 +132,24 @@ pub fn app(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(axum::middleware::from_fn(crate::request_id::scope));
+        .layer(axum::middleware::from_fn(crate::request_id::scope))
+        .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(header_layer(header::REFERRER_POLICY, "same-origin"))
+        .layer(header_layer(header::CACHE_CONTROL, "no-store"))
+        .layer(header_layer(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY));
 
     routes::router(&state).with_state(state).layer(middleware)
+}
+
+/// Scripts, styles and requests only from this app (the chat page's script and the pages'
+/// styles are inline), and no framing by other sites.
+const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'";
+
+/// Sets `name` on every response that does not set it itself.
+fn header_layer(name: header::HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 
 /// Creates the span that every log line of one request carries. It records the

@@ -169,3 +169,16 @@ async fn error_page_shows_request_id() {
     let page = response.text().await.unwrap();
     assert!(page.contains(&request_id), "the page does not show request id {request_id}: {page}");
 }
+
+#[tokio::test]
+async fn forged_request_id_is_not_echoed() {
+    let app = TestApp::start().await;
+    let response = browser()
+        .get(app.url("/oauth/callback?code=x&state=y"))
+        .header("x-request-id", "<img src=x onerror=alert(1)>")
+        .send()
+        .await
+        .unwrap();
+    let page = response.text().await.unwrap();
+    assert!(!page.contains("<img"), "{page}");
+}

@@ -58,3 +58,20 @@ async fn api_without_session_is_unauthorized() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "not_signed_in");
 }
+
+#[tokio::test]
+async fn provider_outage_keeps_session() {
+    let mut app = TestApp::start_with_ttl(2).await;
+    let client = browser();
+    sign_in(&client, &app, "outage").await;
+
+    app.oidc.stop();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, body) = me(&client, &app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+
+    // The session is still there: the same answer, not "not signed in".
+    let (status, body) = me(&client, &app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+}

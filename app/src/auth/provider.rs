@@ -40,8 +40,10 @@ pub enum AuthError {
     MissingIdToken,
     #[error("the id_token was rejected: {0}")]
     InvalidIdToken(String),
-    #[error("the token refresh failed: {0}")]
+    #[error("the provider rejected the refresh token: {0}")]
     Refresh(String),
+    #[error("the provider could not be reached for a token refresh: {0}")]
+    RefreshUnavailable(String),
 }
 
 /// Tokens from a refresh. Databricks rotates refresh tokens, so the new one replaces the old.
@@ -155,7 +157,8 @@ impl Provider {
         let mut request = client
             .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
             .set_pkce_challenge(challenge);
-        for scope in &self.config.scopes {
+        // The crate always requests `openid` itself.
+        for scope in self.config.scopes.iter().filter(|scope| *scope != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
         }
         let (url, state, nonce) = request.url();
@@ -210,15 +213,24 @@ impl Provider {
 
     /// Exchanges a refresh token for new tokens. Each refresh token works once, so callers run
     /// at most one refresh per session at a time (see `Refresher`).
+    /// Only an answer of the provider that rejects the token is `AuthError::Refresh`; a network
+    /// failure or a server error is `AuthError::RefreshUnavailable`, after which the session stays.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, AuthError> {
-        let client = self.client(self.metadata(false).await?)?;
+        let metadata = self
+            .metadata(false)
+            .await
+            .map_err(|e| AuthError::RefreshUnavailable(e.to_string()))?;
+        let client = self.client(metadata)?;
         let token = openidconnect::RefreshToken::new(refresh_token.to_owned());
         let response = client
             .exchange_refresh_token(&token)
             .map_err(|e| AuthError::Refresh(e.to_string()))?
             .request_async(&self.http)
             .await
-            .map_err(|e| AuthError::Refresh(error_chain(&e)))?;
+            .map_err(|e| match e {
+                openidconnect::RequestTokenError::ServerResponse(_) => AuthError::Refresh(error_chain(&e)),
+                other => AuthError::RefreshUnavailable(error_chain(&other)),
+            })?;
         Ok(Tokens {
             access_token: response.access_token().secret().clone(),
             refresh_token: response

@@ -21,7 +21,8 @@ use super::{AuthError, Provider, Tokens};
 /// refresh token, such as a second browser tab's request that was already on its way.
 const RESULT_LIFETIME: Duration = Duration::from_secs(60);
 
-type Outcome = Result<Tokens, String>;
+/// The tokens, or whether the provider rejected the refresh token and the error text.
+type Outcome = Result<Tokens, (bool, String)>;
 
 #[derive(Debug, Default)]
 pub struct Refresher {
@@ -42,7 +43,10 @@ impl Refresher {
         let outcome = cell
             .get_or_init(|| async {
                 ran_here = true;
-                provider.refresh(refresh_token).await.map_err(|error| error.to_string())
+                provider.refresh(refresh_token).await.map_err(|error| {
+                    let rejected = matches!(error, AuthError::Refresh(_));
+                    (rejected, error.to_string())
+                })
             })
             .await
             .clone();
@@ -50,7 +54,10 @@ impl Refresher {
         if ran_here {
             self.forget_later(key, cell);
         }
-        outcome.map_err(AuthError::Refresh)
+        outcome.map_err(|(rejected, message)| match rejected {
+            true => AuthError::Refresh(message),
+            false => AuthError::RefreshUnavailable(message),
+        })
     }
 
     fn forget_later(self: &Arc<Self>, key: String, cell: Arc<OnceCell<Outcome>>) {

@@ -7,8 +7,14 @@ pub fn safe_return_to(candidate: Option<&str>) -> String {
     let Some(path) = candidate else {
         return "/".to_owned();
     };
+    let route = path.split(['?', '#']).next().unwrap_or_default().to_ascii_lowercase();
+    // Dot segments, doubled slashes and their percent-encoded forms can make a browser resolve
+    // the path to `//host`, another origin.
+    let tricky = ["//", "/./", "/../", "%2e", "%2f", "%5c"].iter().any(|part| route.contains(part))
+        || route.ends_with("/.")
+        || route.ends_with("/..");
     let inside = path.starts_with('/')
-        && !path.starts_with("//")
+        && !tricky
         && !path.contains('\\')
         && !path.chars().any(char::is_control)
         && path.len() <= 2048;
@@ -39,6 +45,10 @@ mod tests {
             "javascript:alert(1)",
             "evil.example",
             "/\tevil",
+            "/.//evil.example",
+            "/%2e%2e//evil.example",
+            "/%2F%2Fevil.example",
+            "/a/../../evil",
             "",
         ] {
             assert_eq!(safe_return_to(Some(attempt)), "/", "{attempt:?}");

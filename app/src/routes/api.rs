@@ -25,6 +25,7 @@ pub async fn me(State(state): State<AppState>, jar: PrivateCookieJar<Key>) -> Re
         Err((error, jar)) => {
             let status = match error {
                 SessionError::NotSignedIn | SessionError::RefreshFailed => StatusCode::UNAUTHORIZED,
+                SessionError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             };
             (status, jar, Json(json!({ "error": error.code(), "message": error.to_string() }))).into_response()
         }

@@ -15,7 +15,7 @@ use serde_json::json;
 use super::page::{chrome, render};
 use crate::i18n::{Lang, Texts};
 use crate::serving::{ChatMessage, Role};
-use crate::session::fresh_session;
+use crate::session::{fresh_session, SessionError};
 use crate::startup::AppState;
 
 /// The header that carries the CSRF token of script requests.
@@ -80,7 +80,11 @@ pub async fn stream(
     let (session, private) = match fresh_session(&state, private).await {
         Ok(fresh) => fresh,
         Err((error, private)) => {
-            return (private, json_error(StatusCode::UNAUTHORIZED, error.code(), &error.to_string())).into_response()
+            let status = match error {
+                SessionError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                SessionError::NotSignedIn | SessionError::RefreshFailed => StatusCode::UNAUTHORIZED,
+            };
+            return (private, json_error(status, error.code(), &error.to_string())).into_response();
         }
     };
     let submitted = headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok()).unwrap_or_default();

@@ -48,10 +48,27 @@ pub fn failed(kind: ErrorKind, cause: &dyn std::error::Error) -> Response {
 
 fn page(kind: ErrorKind, error_id: &str) -> Response {
     let (english, japanese) = kind.text();
+    let error_id = escape(error_id);
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Error</title></head><body>\
          <h1>{english}</h1><p lang=\"ja\">{japanese}</p><p>Error id / エラー ID: <code>{error_id}</code></p>\
          <p><a href=\"/\">Home / ホーム</a></p></body></html>"
     );
     (kind.status(), Html(body)).into_response()
+}
+
+/// Escapes text for HTML element content and attribute values, for this page, which is not an askama template.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#x27;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
 }

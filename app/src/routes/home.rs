@@ -78,6 +78,10 @@ mod tests {
         let response = app(AppState::new(config)).oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(response.headers()[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(response.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        assert!(response.headers().contains_key(header::CONTENT_SECURITY_POLICY));
         let body = to_bytes(response.into_body(), 64 * 1024).await.unwrap();
         String::from_utf8(body.to_vec()).unwrap()
     }

@@ -14,7 +14,7 @@ use super::error::{rejected, ErrorKind};
 use super::page::{chrome, expected_csrf, render, Chrome};
 use crate::i18n::{Lang, Texts};
 use crate::serving::ChatMessage;
-use crate::session::{fresh_session, Session};
+use crate::session::{fresh_session, Session, SessionError};
 use crate::startup::AppState;
 
 /// The cookie that keeps the text typed before sign-in.
@@ -169,6 +169,14 @@ async fn summarize_into(
 ) -> Response {
     let (session, private) = match fresh_session(state, private).await {
         Ok(fresh) => fresh,
+        Err((SessionError::Unavailable, private)) => {
+            let id = crate::request_id::current();
+            page.error = Some(PageError {
+                message: page.lang.serving_error(crate::serving::ServingErrorKind::Network),
+                id,
+            });
+            return (plain, private, render(&page)).into_response();
+        }
         Err((_, private)) => {
             // The sign-in expired: keep the text and sign in again.
             let t = page.t;

@@ -74,6 +74,14 @@ impl OidcServer {
     }
 }
 
+impl OidcServer {
+    /// Stops the provider, as an outage of the workspace's sign-in would.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for OidcServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
