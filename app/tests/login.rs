@@ -182,3 +182,13 @@ async fn forged_request_id_is_not_echoed() {
     let page = response.text().await.unwrap();
     assert!(!page.contains("<img"), "{page}");
 }
+
+#[tokio::test]
+async fn unknown_path_gets_friendly_page() {
+    let app = TestApp::start().await;
+    let response = browser().get(app.url("/no-such-page")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("This page does not exist."), "{page}");
+    assert!(page.contains("このページは存在しません。"), "{page}");
+}

@@ -5,6 +5,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 #[derive(Debug, Clone, Copy)]
 pub enum ErrorKind {
+    NotFound,
     NotConfigured,
     LoginFailed,
     Forbidden,
@@ -13,7 +14,7 @@ pub enum ErrorKind {
 impl ErrorKind {
     fn status(self) -> StatusCode {
         match self {
-            ErrorKind::NotConfigured => StatusCode::NOT_FOUND,
+            ErrorKind::NotFound | ErrorKind::NotConfigured => StatusCode::NOT_FOUND,
             ErrorKind::LoginFailed => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         }
@@ -22,6 +23,7 @@ impl ErrorKind {
     /// Returns the English and Japanese text shown to the user.
     fn text(self) -> (&'static str, &'static str) {
         match self {
+            ErrorKind::NotFound => ("This page does not exist.", "このページは存在しません。"),
             ErrorKind::NotConfigured => ("Sign-in is not configured for this app.", "このアプリではサインインが設定されていません。"),
             ErrorKind::LoginFailed => ("Sign-in failed. Please try again.", "サインインに失敗しました。もう一度お試しください。"),
             ErrorKind::Forbidden => (
@@ -71,4 +73,9 @@ fn escape(text: &str) -> String {
         }
     }
     escaped
+}
+
+/// The page for a path that no route serves.
+pub async fn not_found() -> Response {
+    rejected(ErrorKind::NotFound)
 }

@@ -34,4 +34,5 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/login", get(auth::login))
         .route("/logout", post(auth::logout))
         .route(&callback_path, get(auth::callback))
+        .fallback(error::not_found)
 }

@@ -34,6 +34,7 @@ pub fn chrome(
         Some(lang) => {
             let cookie = Cookie::build((LANG_COOKIE, lang.code()))
                 .path("/")
+                .secure(state.cookies().secure)
                 .same_site(SameSite::Lax)
                 .max_age(time::Duration::days(365))
                 .build();
@@ -45,7 +46,7 @@ pub fn chrome(
     let session = state.cookies().session(&private);
     let (csrf_token, private) = match &session {
         Some(session) => (session.csrf_token.clone(), private),
-        None => anonymous_csrf(private),
+        None => anonymous_csrf(private, state.cookies().secure),
     };
     let chrome = Chrome {
         lang,
@@ -57,7 +58,7 @@ pub fn chrome(
     (chrome, session, plain, private)
 }
 
-fn anonymous_csrf(private: PrivateCookieJar<Key>) -> (String, PrivateCookieJar<Key>) {
+fn anonymous_csrf(private: PrivateCookieJar<Key>, secure: bool) -> (String, PrivateCookieJar<Key>) {
     if let Some(cookie) = private.get(ANONYMOUS_CSRF_COOKIE) {
         return (cookie.value().to_owned(), private);
     }
@@ -65,6 +66,7 @@ fn anonymous_csrf(private: PrivateCookieJar<Key>) -> (String, PrivateCookieJar<K
     let cookie = Cookie::build((ANONYMOUS_CSRF_COOKIE, token.clone()))
         .path("/")
         .http_only(true)
+        .secure(secure)
         .same_site(SameSite::Lax)
         .build();
     (token, private.add(cookie))

@@ -129,14 +129,20 @@ pub async fn submit(
     let text: String = form.text.chars().take(MAX_TEXT_CHARS).collect();
 
     if session.is_none() {
-        return keep_for_sign_in(plain, private, chrome, Pending { text, prompt });
+        return keep_for_sign_in(state.cookies().secure, plain, private, chrome, Pending { text, prompt });
     }
     let page = SummarizePage::new(chrome, text, prompt);
     summarize_into(&state, plain, private, page).await
 }
 
 /// Keeps the text in an encrypted cookie and starts the sign-in, which returns to run it.
-fn keep_for_sign_in(plain: CookieJar, private: PrivateCookieJar<Key>, chrome: Chrome, pending: Pending) -> Response {
+fn keep_for_sign_in(
+    secure: bool,
+    plain: CookieJar,
+    private: PrivateCookieJar<Key>,
+    chrome: Chrome,
+    pending: Pending,
+) -> Response {
     let value = serde_json::to_string(&pending).expect("pending text always serialises");
     if value.len() > MAX_PENDING_BYTES {
         let notice = chrome.t.too_long_to_keep;
@@ -147,6 +153,7 @@ fn keep_for_sign_in(plain: CookieJar, private: PrivateCookieJar<Key>, chrome: Ch
     let cookie = Cookie::build((PENDING_COOKIE, value))
         .path("/")
         .http_only(true)
+        .secure(secure)
         .same_site(SameSite::Lax)
         .max_age(time::Duration::minutes(15))
         .build();
@@ -187,7 +194,7 @@ async fn summarize_into(
                 csrf_token: page.csrf_token.clone(),
                 sign_in_enabled: page.sign_in_enabled,
             };
-            return keep_for_sign_in(plain, private, chrome, Pending { text: page.text, prompt: page.prompt });
+            return keep_for_sign_in(state.cookies().secure, plain, private, chrome, Pending { text: page.text, prompt: page.prompt });
         }
     };
     let Some(serving) = state.serving() else {
