@@ -15,8 +15,8 @@ const LOGIN_LIFETIME: Duration = Duration::minutes(10);
 /// How long a session lasts without a new login.
 const SESSION_LIFETIME: Duration = Duration::hours(12);
 
-/// A signed-in user's session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A signed-in user's session. `Debug` leaves the tokens out.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     /// A new random id for every login, so a session id known before the login is worthless after it.
     pub id: String,
@@ -36,6 +36,18 @@ pub struct Session {
     /// keeps working until then, even after the user signs out.
     #[serde(default)]
     pub created_at: i64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Session")
+            .field("id", &self.id)
+            .field("subject", &self.subject)
+            .field("expires_at", &self.expires_at)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The longest time before expiry at which the access token is refreshed.
@@ -239,6 +251,15 @@ mod tests {
             issued_at: created_at,
             created_at,
         }
+    }
+
+    #[test]
+    fn debug_leaves_tokens_out() {
+        let mut signed_in = session(1);
+        signed_in.refresh_token = Some("refresh-secret".into());
+        let printed = format!("{signed_in:?}");
+        assert!(!printed.contains("token"), "{printed}");
+        assert!(!printed.contains("csrf"), "{printed}");
     }
 
     #[test]

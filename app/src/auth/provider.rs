@@ -47,7 +47,8 @@ pub enum AuthError {
 }
 
 /// Tokens from a refresh. Databricks rotates refresh tokens, so the new one replaces the old.
-#[derive(Debug, Clone)]
+/// `Debug` leaves the tokens out.
+#[derive(Clone)]
 pub struct Tokens {
     pub access_token: String,
     pub refresh_token: Option<String>,
@@ -55,7 +56,8 @@ pub struct Tokens {
 }
 
 /// The values the browser keeps, encrypted, between the authorization request and the callback.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `Debug` leaves the state, nonce and PKCE verifier out.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct LoginStart {
     pub state: String,
     pub nonce: String,
@@ -63,8 +65,8 @@ pub struct LoginStart {
     pub return_to: String,
 }
 
-/// The result of a successful login.
-#[derive(Debug, Clone)]
+/// The result of a successful login. `Debug` leaves the tokens out.
+#[derive(Clone)]
 pub struct SignedIn {
     pub subject: String,
     pub name: Option<String>,
@@ -297,4 +299,32 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+impl std::fmt::Debug for SignedIn {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SignedIn")
+            .field("subject", &self.subject)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Tokens")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for LoginStart {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("LoginStart")
+            .field("return_to", &self.return_to)
+            .finish_non_exhaustive()
+    }
 }
