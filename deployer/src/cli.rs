@@ -41,6 +41,8 @@ pub enum Command {
     Destroy(DestroyArgs),
     /// Show the source bundle `up` would upload: its image tag, hash and files.
     Bundle(ManifestArg),
+    /// Show the running version: task definition, image, task counts and deployments.
+    Status(ManifestArg),
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +140,7 @@ async fn run(cli: &Cli) -> Result<()> {
         Command::Up(args) => up(cli, args).await,
         Command::Destroy(args) => destroy(cli, args).await,
         Command::Bundle(args) => bundle(cli, args),
+        Command::Status(args) => status(cli, args).await,
     }
 }
 
@@ -153,6 +156,39 @@ fn validate(cli: &Cli, args: &ManifestArg) -> Result<()> {
         Format::Text => eprintln!("`{}` is valid", args.manifest.display()),
     }
     Ok(())
+}
+
+async fn status(cli: &Cli, args: &ManifestArg) -> Result<()> {
+    let cx = context(cli, &args.manifest, Mode::Plan).await?;
+    let status = rollout::status::read(&cx).await?;
+    match cli.output {
+        Format::Json => print_json(&serde_json::json!({ "command": "status", "status": "ok", "service": status })),
+        Format::Text => print_status(&status),
+    }
+    Ok(())
+}
+
+fn print_status(status: &rollout::status::Status) {
+    if !status.exists {
+        eprintln!("service `{}` does not exist yet; run `deployer up`", status.service);
+        return;
+    }
+    eprintln!("service:          {}", status.service);
+    eprintln!("version:          {}", status.version.as_deref().unwrap_or("-"));
+    eprintln!("task definition:  {}", status.task_definition.as_deref().unwrap_or("-"));
+    eprintln!("image:            {}", status.image.as_deref().unwrap_or("-"));
+    eprintln!("tasks:            {} running, {} pending, {} desired", status.running, status.pending, status.desired);
+    for deployment in &status.deployments {
+        eprintln!(
+            "deployment:       {} {} ({}), {}/{} running",
+            deployment.status,
+            deployment.task_definition,
+            deployment.rollout_state.as_deref().unwrap_or("no rollout state"),
+            deployment.running,
+            deployment.desired
+        );
+    }
+    eprintln!("url:              {}", status.url);
 }
 
 fn bundle(cli: &Cli, args: &ManifestArg) -> Result<()> {

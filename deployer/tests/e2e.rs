@@ -376,3 +376,25 @@ fn name_tag_is_rejected() {
     run.expect_code(2);
     assert!(run.stderr.contains("tags.Name"), "{}", run.stderr);
 }
+
+#[test]
+fn status_reports_running_version() {
+    let stack = Stack::new("status");
+    let before = stack.run(&["status", "--output", "json"]);
+    before.expect_code(0);
+    assert_eq!(before.json()["service"]["exists"], false);
+
+    stack.up().expect_code(0);
+    let status = stack.run(&["status", "--output", "json"]);
+    status.expect_code(0);
+    let service = &status.json()["service"];
+    assert_eq!(service["exists"], true);
+    assert_eq!(service["version"], stack.image_tag());
+    assert_eq!(service["task_definition"], format!("{}:1", stack.prefix()));
+    assert!(service["image"].as_str().unwrap().contains("@sha256:"), "{service}");
+    assert_eq!(service["desired"], 1);
+
+    let text = stack.run(&["status"]);
+    text.expect_code(0);
+    assert!(text.stderr.contains(&stack.image_tag()), "{}", text.stderr);
+}

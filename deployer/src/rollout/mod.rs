@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod health;
 pub mod image;
 pub mod service;
+pub mod status;
 pub mod task_definition;
 
 use aws_sdk_ecs::types::{Service, TaskDefinition};
@@ -87,7 +88,7 @@ async fn current(cx: &Cx) -> Result<(Option<Service>, Option<TaskSpec>)> {
     Ok((Some(service), spec))
 }
 
-async fn describe_task_definition(cx: &Cx, arn: &str) -> Result<Option<TaskDefinition>> {
+pub(crate) async fn describe_task_definition(cx: &Cx, arn: &str) -> Result<Option<TaskDefinition>> {
     let described = cx
         .aws
         .ecs
