@@ -142,13 +142,7 @@ pub async fn converge(cx: &Cx) -> Result<Vec<Change>> {
     }
 
     let tags = read_tags(cx, &bucket).await?;
-    let owned = cx
-        .names
-        .owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str())));
-    // A run stopped between creating the bucket and tagging it leaves an empty, untagged bucket
-    // under our derived name, which embeds this account's id. Such a bucket holds nothing to
-    // lose, so it is adopted and tagged below; a bucket with tags or objects never is.
-    if !(owned || tags.is_empty() && is_empty(cx, &bucket).await?) {
+    if !is_ours_or_adoptable(cx, &bucket, &tags).await? {
         return Err(Error::NotOwned {
             kind: BUCKET,
             name: bucket,
@@ -179,6 +173,19 @@ pub async fn converge(cx: &Cx) -> Result<Vec<Change>> {
         cx.progress.say(format!("updated {BUCKET} `{bucket}`"));
     }
     Ok(vec![change])
+}
+
+/// True when the bucket carries our ownership tags, or is empty and has no tags at all.
+///
+/// A run stopped between creating the bucket and tagging it leaves an empty, untagged bucket
+/// under our derived name, which embeds this account's id. Such a bucket contains nothing to
+/// lose, so `converge` adopts and tags it and `destroy` deletes it. A bucket with other tags or
+/// with objects is never touched.
+async fn is_ours_or_adoptable(cx: &Cx, bucket: &str, tags: &BTreeMap<String, String>) -> Result<bool> {
+    let owned = cx
+        .names
+        .owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str())));
+    Ok(owned || tags.is_empty() && is_empty(cx, bucket).await?)
 }
 
 async fn is_empty(cx: &Cx, bucket: &str) -> Result<bool> {
@@ -522,13 +529,7 @@ pub async fn destroy(cx: &Cx) -> Result<Vec<Change>> {
         Existence::Exists => {}
     }
     let tags = read_tags(cx, &bucket).await?;
-    let owned = cx
-        .names
-        .owns(tags.iter().map(|(key, value)| (key.as_str(), value.as_str())));
-    // A run stopped between creating the bucket and tagging it leaves an empty, untagged bucket
-    // under our derived name, which embeds this account's id. Such a bucket holds nothing to
-    // lose, so it is adopted and tagged below; a bucket with tags or objects never is.
-    if !(owned || tags.is_empty() && is_empty(cx, &bucket).await?) {
+    if !is_ours_or_adoptable(cx, &bucket, &tags).await? {
         return Ok(Vec::new());
     }
 
