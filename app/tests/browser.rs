@@ -1,14 +1,11 @@
 //! One person-like run in headless Chromium: type a text before signing in, sign in at the
 //! provider's login form, and see the summary. The screenshot goes under the target directory.
 
-#[path = "support/serving_double.rs"]
-mod serving_double;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serving_double::{discover_jwks_uri, ServingDouble};
 use support::TestApp;
 
 fn repo_root() -> PathBuf {
@@ -37,10 +34,7 @@ async fn person_signs_in_and_summarizes() {
         "tests/browser/node_modules is missing; run `scripts/setup.sh`"
     );
 
-    let (listener, base, oidc) = TestApp::prepare(60).await;
-    let double = ServingDouble::start(&oidc.issuer, &discover_jwks_uri(&oidc.issuer).await).await;
-    double.add_endpoint("databricks-claude-sonnet-4");
-    let app = TestApp::launch(listener, base, oidc, vec![("SERVING_URL", double.host().to_owned())]);
+    let (app, double) = TestApp::start_with_serving(&["databricks-claude-sonnet-4"]).await;
 
     let screenshot = output_dir().join("summarize.png");
     let _ = std::fs::remove_file(&screenshot);

@@ -1,7 +1,5 @@
 //! The chat endpoint streams the model's answer to the browser as the endpoint sends it.
 
-#[path = "support/serving_double.rs"]
-mod serving_double;
 mod support;
 
 use std::time::Instant;
@@ -9,17 +7,12 @@ use std::time::Instant;
 use futures::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::json;
-use serving_double::{discover_jwks_uri, ServingDouble};
 use support::{browser, csrf_token, sign_in, TestApp};
 
 const ENDPOINT: &str = "databricks-claude-sonnet-4";
 
-async fn app_with_serving() -> (TestApp, ServingDouble) {
-    let (listener, base, oidc) = TestApp::prepare(60).await;
-    let double = ServingDouble::start(&oidc.issuer, &discover_jwks_uri(&oidc.issuer).await).await;
-    double.add_endpoint(ENDPOINT);
-    let app = TestApp::launch(listener, base, oidc, vec![("SERVING_URL", double.host().to_owned())]);
-    (app, double)
+async fn app_with_serving() -> (TestApp, support::serving_double::ServingDouble) {
+    TestApp::start_with_serving(&[ENDPOINT]).await
 }
 
 #[tokio::test]

@@ -3,8 +3,6 @@
 
 #[path = "support/provider_sign_in.rs"]
 mod provider_sign_in;
-#[path = "support/serving_double.rs"]
-mod serving_double;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -12,7 +10,7 @@ use std::time::{Duration, Instant};
 use app::serving::{ChatMessage, RetryPolicy, ServingClient, ServingError, ServingErrorKind};
 use futures::StreamExt as _;
 use provider_sign_in::{sign_in_at_provider, Client, ProviderTokens};
-use serving_double::{discover_jwks_uri, Fault, ServingDouble, CHUNK_DELAY};
+use support::serving_double::{discover_jwks_uri, Fault, ServingDouble, CHUNK_DELAY};
 use support::{OidcServer, CLIENT_ID, CLIENT_SECRET};
 
 const ENDPOINT: &str = "databricks-claude-sonnet-4";

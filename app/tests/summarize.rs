@@ -1,20 +1,13 @@
 //! The summarize form: CSRF, and text typed before sign-in kept across the sign-in round trip.
 
-#[path = "support/serving_double.rs"]
-mod serving_double;
 mod support;
 
 use reqwest::StatusCode;
-use serving_double::{discover_jwks_uri, ServingDouble};
 use support::{browser, finish_callback, location, sign_in, sign_in_until_callback, TestApp};
 
-/// The app with sign-in and a Model Serving double that trusts the provider's keys.
-async fn app_with_serving() -> (TestApp, ServingDouble) {
-    let (listener, base, oidc) = TestApp::prepare(60).await;
-    let double = ServingDouble::start(&oidc.issuer, &discover_jwks_uri(&oidc.issuer).await).await;
-    double.add_endpoint("databricks-claude-sonnet-4");
-    let app = TestApp::launch(listener, base, oidc, vec![("SERVING_URL", double.host().to_owned())]);
-    (app, double)
+/// The app with sign-in and a Model Serving double that serves the default endpoint.
+async fn app_with_serving() -> (TestApp, support::serving_double::ServingDouble) {
+    TestApp::start_with_serving(&["databricks-claude-sonnet-4"]).await
 }
 
 /// Reads the CSRF token from the summarize form.
@@ -113,9 +106,8 @@ async fn summary_uses_users_token() {
 
 #[tokio::test]
 async fn missing_endpoint_shows_friendly_error() {
-    let (listener, base, oidc) = TestApp::prepare(60).await;
-    let double = ServingDouble::start(&oidc.issuer, &discover_jwks_uri(&oidc.issuer).await).await;
-    let app = TestApp::launch(listener, base, oidc, vec![("SERVING_URL", double.host().to_owned())]);
+    // The double serves no endpoint, so the app's default endpoint is missing.
+    let (app, _double) = TestApp::start_with_serving(&[]).await;
     let client = browser();
     sign_in(&client, &app, "sato").await;
     let token = form_token(&client, &app).await;

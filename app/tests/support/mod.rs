@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[path = "serving_double.rs"]
+pub mod serving_double;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -105,6 +108,19 @@ impl TestApp {
     pub async fn start_with_ttl(access_token_ttl: u32) -> Self {
         let (listener, base, oidc) = Self::prepare(access_token_ttl).await;
         Self::launch(listener, base, oidc, Vec::new())
+    }
+
+    /// Starts the app with a Model Serving double that trusts the provider's keys and serves
+    /// `endpoints`; the app's `SERVING_URL` points at the double.
+    pub async fn start_with_serving(endpoints: &[&str]) -> (Self, serving_double::ServingDouble) {
+        let (listener, base, oidc) = Self::prepare(60).await;
+        let jwks_uri = serving_double::discover_jwks_uri(&oidc.issuer).await;
+        let double = serving_double::ServingDouble::start(&oidc.issuer, &jwks_uri).await;
+        for endpoint in endpoints {
+            double.add_endpoint(endpoint);
+        }
+        let app = Self::launch(listener, base, oidc, vec![("SERVING_URL", double.host().to_owned())]);
+        (app, double)
     }
 
     /// Binds the app's socket and starts the provider that redirects to it, so that more
