@@ -25,6 +25,10 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
+    /// Write progress on stderr as JSON objects, one per line, for CI logs that parse it.
+    #[arg(long, global = true)]
+    pub events: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -37,6 +41,10 @@ pub enum Command {
     Plan(DeployArgs),
     /// Create or converge the whole stack, then build and roll out the app and check `/health`.
     Up(DeployArgs),
+    /// Build and roll out a new version of the app without changing the rest of the stack.
+    Update(DeployArgs),
+    /// Return the service to the previous task definition revision, or to `--to REVISION`.
+    Rollback(RollbackArgs),
     /// Delete everything `up` created for this app and stage.
     Destroy(DestroyArgs),
     /// Show the source bundle `up` would upload: its image tag, hash and files.
@@ -63,6 +71,16 @@ pub struct DeployArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+
+    /// The revision to run: `12`, `family:12` or a task definition ARN.
+    #[arg(long, value_name = "REVISION")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct DestroyArgs {
     #[command(flatten)]
     pub manifest: ManifestArg,
@@ -81,6 +99,10 @@ struct Report<'a> {
     summary: Summary,
     #[serde(skip_serializing_if = "Option::is_none")]
     url: Option<String>,
+    /// The version and revision that run after `up`, `update` or `rollback`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployed: Option<&'a rollout::Deployed>,
+    phases: Vec<crate::output::Phase>,
     elapsed_seconds: f64,
 }
 
@@ -96,13 +118,15 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(&cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            report_error(&cli, &error);
-            ExitCode::from(error.exit_code())
-        }
-    }
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(run(&cli))));
+    let error = match outcome {
+        Ok(Ok(())) => return ExitCode::SUCCESS,
+        Ok(Err(error)) => error,
+        // The panic message is already on stderr.
+        Err(_) => Error::Internal("the deployer panicked".into()),
+    };
+    report_error(&cli, &error);
+    ExitCode::from(error.exit_code())
 }
 
 fn init_logging(verbose: bool) {
@@ -138,6 +162,8 @@ async fn run(cli: &Cli) -> Result<()> {
         Command::Validate(args) => validate(cli, args),
         Command::Plan(args) => plan_command(cli, args).await,
         Command::Up(args) => up(cli, args).await,
+        Command::Update(args) => update(cli, args).await,
+        Command::Rollback(args) => rollback(cli, args).await,
         Command::Destroy(args) => destroy(cli, args).await,
         Command::Bundle(args) => bundle(cli, args),
         Command::Status(args) => status(cli, args).await,
@@ -188,7 +214,19 @@ fn print_status(status: &rollout::status::Status) {
             deployment.desired
         );
     }
+    if let Some(targets) = status.targets.as_deref().filter(|targets| !targets.is_empty()) {
+        eprintln!("targets:          {targets}");
+    }
     eprintln!("url:              {}", status.url);
+    if let Some(last) = &status.last_deploy {
+        eprintln!(
+            "last deploy:      {} {} at {}{}",
+            last.command,
+            last.result,
+            last.finished_at,
+            last.reason.as_deref().map(|reason| format!(": {reason}")).unwrap_or_default()
+        );
+    }
 }
 
 fn bundle(cli: &Cli, args: &ManifestArg) -> Result<()> {
@@ -229,17 +267,16 @@ async fn context(cli: &Cli, path: &std::path::Path, mode: Mode) -> Result<Cx> {
         }
     }
 
-    let progress = Progress::new(false);
+    let progress = Progress::new(false).with_json_events(cli.events);
     progress.say(format!(
         "{} `{}` in account `{account_id}`, region `{}`",
         match mode {
-            Mode::Plan => "planning",
+            Mode::Plan => "reading",
             Mode::Apply => "applying",
         },
         manifest.app.name.as_str().to_owned() + "/" + manifest.app.stage.as_str(),
         manifest.aws.region
     ));
-    let _ = cli;
     let mut cx = Cx::new(manifest, clients, account_id, mode, progress);
     cx.client_secret = client_secret;
     Ok(cx)
@@ -297,19 +334,94 @@ async fn plan_command(cli: &Cli, args: &DeployArgs) -> Result<()> {
     let cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
     let mut changes = plan::run(&cx, Kind::ALL, Operation::Converge).await?;
     changes.extend(rollout::plan(&cx, &image).await?);
-    finish(cli, &cx, "plan", &changes, None);
+    finish(cli, &cx, "plan", &changes, None, None);
     Ok(())
 }
 
 async fn up(cli: &Cli, args: &DeployArgs) -> Result<()> {
     let image = image_choice(args)?;
     let cx = context(cli, &args.manifest.manifest, Mode::Apply).await?;
+    cx.progress.phase("stack");
     let mut changes = plan::run(&cx, Kind::ALL, Operation::Converge).await?;
-    changes.extend(rollout::apply(&cx, &image).await?);
-    let url = Some(format!("https://{}", cx.manifest.https.domain));
+    let deployed = recorded(&cx, "up", rollout::apply(&cx, &image).await).await?;
+    changes.extend(deployed.changes.iter().cloned());
     remind_dns(&cx);
-    finish(cli, &cx, "up", &changes, url);
+    finish(cli, &cx, "up", &changes, Some(app_url(&cx)), Some(&deployed));
     Ok(())
+}
+
+/// Rolls out a new version on the stack `up` made, which it reads but never changes.
+async fn update(cli: &Cli, args: &DeployArgs) -> Result<()> {
+    let image = image_choice(args)?;
+    let mut cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
+    cx.progress.phase("stack");
+    let drift = plan::run(&cx, Kind::ALL, Operation::Converge).await?;
+    require_stack(&cx, &drift)?;
+    cx.mode = Mode::Apply;
+    let deployed = recorded(&cx, "update", rollout::apply(&cx, &image).await).await?;
+    finish(cli, &cx, "update", &deployed.changes, Some(app_url(&cx)), Some(&deployed));
+    Ok(())
+}
+
+async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<()> {
+    let mut cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
+    // The live check's fallback reads the target group, which the stack pass finds.
+    cx.progress.phase("stack");
+    plan::run(&cx, Kind::ALL, Operation::Converge).await?;
+    cx.mode = Mode::Apply;
+    let deployed = recorded(&cx, "rollback", rollout::rollback(&cx, args.to.as_deref()).await).await?;
+    finish(cli, &cx, "rollback", &deployed.changes, Some(app_url(&cx)), Some(&deployed));
+    Ok(())
+}
+
+fn app_url(cx: &Cx) -> String {
+    format!("https://{}", cx.manifest.https.domain)
+}
+
+/// `update` changes only the app, so every resource the rollout uses must exist already.
+fn require_stack(cx: &Cx, drift: &[Change]) -> Result<()> {
+    let missing: Vec<String> = drift
+        .iter()
+        .filter(|change| change.action == plan::Action::Create)
+        .map(|change| format!("{} `{}`", change.kind, change.name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Input(format!(
+            "the stack of `{}` is not complete ({} missing: {}); run `deployer up` first",
+            cx.names.prefix,
+            missing.len(),
+            missing.join(", ")
+        )));
+    }
+    if !drift.is_empty() {
+        cx.progress.say(format!(
+            "{} resource(s) differ from the manifest; `update` leaves them as they are, `deployer plan` shows them and `deployer up` converges them",
+            drift.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Stores the rollout's result for `status`, then passes it on.
+async fn recorded(cx: &Cx, command: &str, result: Result<rollout::Deployed>) -> Result<rollout::Deployed> {
+    let mut last = rollout::history::LastDeploy::new(
+        command,
+        match &result {
+            Ok(_) => "succeeded",
+            Err(Error::RolledBack { .. }) => "rolled_back",
+            Err(Error::NotRolledBack { .. }) => "not_rolled_back",
+            Err(_) => "failed",
+        },
+    );
+    match &result {
+        Ok(deployed) => {
+            last.version = Some(deployed.version.clone());
+            last.task_definition = Some(deployed.task_definition.clone());
+        }
+        Err(error) => last.reason = Some(crate::error::cause_chain(error)),
+    }
+    rollout::history::record(cx, &last).await;
+    result
 }
 
 async fn destroy(cli: &Cli, args: &DestroyArgs) -> Result<()> {
@@ -323,7 +435,7 @@ async fn destroy(cli: &Cli, args: &DestroyArgs) -> Result<()> {
     let cx = context(cli, &args.manifest.manifest, Mode::Apply).await?;
     let mut changes = rollout::service::destroy(&cx).await?;
     changes.extend(plan::run(&cx, Kind::ALL, Operation::Destroy).await?);
-    finish(cli, &cx, "destroy", &changes, None);
+    finish(cli, &cx, "destroy", &changes, None, None);
     Ok(())
 }
 
@@ -343,8 +455,9 @@ fn remind_dns(cx: &Cx) {
 }
 
 /// Prints the changes and their summary for people (stderr) or machines (stdout).
-fn finish(cli: &Cli, cx: &Cx, command: &str, changes: &[Change], url: Option<String>) {
+fn finish(cli: &Cli, cx: &Cx, command: &str, changes: &[Change], url: Option<String>, deployed: Option<&rollout::Deployed>) {
     let summary = Summary::of(changes);
+    let phases = cx.progress.phases();
     match cli.output {
         Format::Json => print_json(&Report {
             command,
@@ -352,6 +465,8 @@ fn finish(cli: &Cli, cx: &Cx, command: &str, changes: &[Change], url: Option<Str
             changes,
             summary,
             url,
+            deployed,
+            phases,
             elapsed_seconds: cx.progress.elapsed().as_secs_f64(),
         }),
         Format::Text => {
@@ -364,8 +479,14 @@ fn finish(cli: &Cli, cx: &Cx, command: &str, changes: &[Change], url: Option<Str
                 (_, true) => eprintln!("{command}: no changes, everything is up to date"),
                 (_, false) => eprintln!("{command}: {summary} (done)"),
             }
+            if let Some(deployed) = deployed {
+                eprintln!("version: {} ({})", deployed.version, deployed.task_definition);
+            }
             if let Some(url) = url {
                 eprintln!("app: {url}");
+            }
+            if !phases.is_empty() {
+                eprintln!("time: {}", crate::output::phase_summary(&phases));
             }
         }
     }

@@ -34,6 +34,34 @@ pub enum Error {
 
     #[error("{0}")]
     Failed(String),
+
+    /// The new version failed after ECS started switching to it, and the previous version was
+    /// restored and verified.
+    #[error("{reason}; rolled back to `{restored}`, which is running and healthy")]
+    RolledBack { reason: String, restored: String },
+
+    /// The new version failed after ECS started switching to it, and the previous version could
+    /// not be restored: a person has to look.
+    #[error("{reason}; the rollback did not complete: {problem}")]
+    NotRolledBack { reason: String, problem: String },
+
+    /// A bug in the deployer: a state it should never reach.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The documented exit codes, which CI pipelines branch on.
+pub mod exit {
+    /// The command failed and the running version did not change.
+    pub const FAILED: u8 = 1;
+    /// Invalid input: the manifest, the command line, the credentials or a name to change.
+    pub const INPUT: u8 = 2;
+    /// The new version failed after the switch and the previous one runs again.
+    pub const ROLLED_BACK: u8 = 3;
+    /// The new version failed after the switch and the rollback did not complete.
+    pub const NOT_ROLLED_BACK: u8 = 4;
+    /// A bug in the deployer.
+    pub const INTERNAL: u8 = 5;
 }
 
 /// An AWS SDK error rendered as its chain of causes, each `Display`ed once.
@@ -68,17 +96,24 @@ impl Error {
             Error::Aws { source, .. } if is_connection_problem(&source.0) => Some(
                 "check the network path to the AWS endpoint (`AWS_ENDPOINT_URL` when set) and retry".into(),
             ),
+            Error::NotRolledBack { .. } => Some(
+                "run `deployer status` to see what runs now, then `deployer rollback` or `deployer update` once the cause is fixed"
+                    .into(),
+            ),
+            Error::Internal(_) => Some("this is a bug in the deployer; please report it with the output of `-v`".into()),
             _ => None,
         }
     }
 
-    /// The process exit code: 2 for invalid input, missing or rejected credentials, or a name
-    /// the user must change, 1 for everything else.
+    /// The process exit code; see [`exit`].
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Manifest(_) | Error::Input(_) | Error::NotOwned { .. } => 2,
-            Error::Aws { source, .. } if is_credentials_problem(&source.0) => 2,
-            _ => 1,
+            Error::Manifest(_) | Error::Input(_) | Error::NotOwned { .. } => exit::INPUT,
+            Error::Aws { source, .. } if is_credentials_problem(&source.0) => exit::INPUT,
+            Error::RolledBack { .. } => exit::ROLLED_BACK,
+            Error::NotRolledBack { .. } => exit::NOT_ROLLED_BACK,
+            Error::Internal(_) => exit::INTERNAL,
+            _ => exit::FAILED,
         }
     }
 }
@@ -86,7 +121,7 @@ impl Error {
 /// Joins the `Display` of an error and its sources with `: `, skipping a cause whose text the
 /// previous one already contains. `DisplayErrorContext` would append the `Debug` form as well,
 /// which repeats everything in a form people cannot read.
-fn cause_chain(error: &dyn std::error::Error) -> String {
+pub fn cause_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -1,7 +1,9 @@
 //! Bounded waits: every wait names what it waits for and ends with a timeout error.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 

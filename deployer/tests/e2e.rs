@@ -197,9 +197,15 @@ fn unreachable_endpoint_fails_with_hint() {
 fn failing_health_check_fails_up() {
     let stack = Stack::with_health("sick", 503);
     let run = stack.up();
-    run.expect_code(1);
+    // The first revision has nothing earlier to return to.
+    run.expect_code(4);
+    assert!(run.stderr.contains("step `health`"), "{}", run.stderr);
     assert!(run.stderr.contains("HTTP 503"), "{}", run.stderr);
     assert!(run.stderr.contains(&stack.health.url), "{}", run.stderr);
+    assert!(run.stderr.contains("no earlier revision"), "{}", run.stderr);
+
+    let status = stack.run(&["status", "--output", "json"]);
+    assert_eq!(status.json()["service"]["last_deploy"]["result"], "not_rolled_back");
 }
 
 #[test]
@@ -344,8 +350,11 @@ fn changed_source_rolls_out_new_revision() {
 
     let source = stack.dir.path().join("source/app/src/main.rs");
     std::fs::write(&source, "fn main() { println!(\"v2\"); }\n").unwrap();
-    let run = stack.up();
+    let run = stack.run_with_builder(&["update", "--output", "json"]);
     run.expect_code(0);
+    assert_eq!(run.json()["deployed"]["version"], stack.image_tag());
+    assert!(run.stderr.contains("live check: `http://127.0.0.1"), "{}", run.stderr);
+    assert!(run.stderr.contains("redirects to the Databricks sign-in with PKCE"), "{}", run.stderr);
     let changes = run.changes();
     assert!(changes.iter().any(|(kind, _, action)| kind == "ecr:image" && action == "create"), "{changes:?}");
     assert!(
@@ -397,4 +406,73 @@ fn status_reports_running_version() {
     let text = stack.run(&["status"]);
     text.expect_code(0);
     assert!(text.stderr.contains(&stack.image_tag()), "{}", text.stderr);
+}
+
+#[test]
+fn update_with_unchanged_source_builds_and_registers_nothing() {
+    let stack = Stack::new("same");
+    stack.up().expect_code(0);
+
+    // No fake CodeBuild runs: a build would never finish.
+    let run = stack.run(&["update", "--output", "json"]);
+    run.expect_code(0);
+    assert_eq!(run.changes(), Vec::new());
+    assert!(run.stderr.contains("already exists, skipping the build"), "{}", run.stderr);
+    assert!(!run.stderr.contains("started build"), "{}", run.stderr);
+    let phases: Vec<String> = run.json()["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|phase| phase["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(phases, ["stack", "build", "rollout", "live check"]);
+
+    let status = stack.run(&["status", "--output", "json"]);
+    let service = &status.json()["service"];
+    assert_eq!(service["task_definition"], format!("{}:1", stack.prefix()));
+    assert_eq!(service["last_deploy"]["command"], "update");
+    assert_eq!(service["last_deploy"]["result"], "succeeded");
+}
+
+#[test]
+fn update_before_up_is_input_error() {
+    let stack = Stack::new("noup");
+    let run = stack.run(&["update"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("run `deployer up` first"), "{}", run.stderr);
+}
+
+#[test]
+fn rollback_returns_to_the_previous_revision() {
+    let stack = Stack::new("back");
+    stack.up().expect_code(0);
+    let first_tag = stack.image_tag();
+    std::fs::write(stack.dir.path().join("source/app/src/main.rs"), "fn main() { println!(\"v2\"); }\n").unwrap();
+    stack.run_with_builder(&["update"]).expect_code(0);
+
+    let run = stack.run(&["rollback", "--output", "json"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["deployed"]["task_definition"], format!("{}:1", stack.prefix()));
+    assert_eq!(run.json()["deployed"]["version"], first_tag);
+    let status = stack.run(&["status", "--output", "json"]);
+    assert_eq!(status.json()["service"]["version"], first_tag);
+
+    let forward = stack.run(&["rollback", "--to", "2"]);
+    forward.expect_code(0);
+    for bad in ["9", "other:1", "latest"] {
+        let run = stack.run(&["rollback", "--to", bad]);
+        run.expect_code(2);
+        assert!(run.stderr.contains("--to") || run.stderr.contains("not an active revision"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn progress_events_are_json_lines() {
+    let stack = Stack::new("events");
+    let run = stack.run(&["status", "--events"]);
+    run.expect_code(0);
+    let first = run.stderr.lines().next().unwrap();
+    let event: serde_json::Value = serde_json::from_str(first).unwrap();
+    assert_eq!(event["event"], "progress");
+    assert!(event["message"].as_str().unwrap().contains("reading"), "{first}");
 }

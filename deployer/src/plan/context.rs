@@ -2,6 +2,7 @@
 //! steps before it.
 
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::aws::Clients;
 use crate::manifest::Manifest;
@@ -45,6 +46,33 @@ pub struct Outputs {
     pub secrets_changed: bool,
 }
 
+/// How often and how long the deployer polls. Tests shorten these; the defaults suit AWS.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// Between reads of a build's status and log.
+    pub build_poll: Duration,
+    /// Between reads of the service, its stopped tasks and its targets during a rollout.
+    pub service_poll: Duration,
+    /// Tries of each live-check step (DNS, `/health`, login redirect).
+    pub live_attempts: u32,
+    /// Between tries of a live-check step.
+    pub live_interval: Duration,
+    /// Bound on one HTTP request of the live check.
+    pub live_request_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            build_poll: Duration::from_secs(5),
+            service_poll: Duration::from_secs(5),
+            live_attempts: 10,
+            live_interval: Duration::from_secs(3),
+            live_request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// The context shared by every step of one command.
 #[derive(Debug)]
 pub struct Cx {
@@ -58,6 +86,7 @@ pub struct Cx {
     /// The Databricks client secret read from the manifest's `{ env = ... }` reference; `None`
     /// when the manifest names an existing Secrets Manager secret or the variable is unset in plan mode.
     pub client_secret: Option<SecretString>,
+    pub timing: Timing,
     outputs: Mutex<Outputs>,
 }
 
@@ -72,6 +101,7 @@ impl Cx {
             mode,
             progress,
             client_secret: None,
+            timing: Timing::default(),
             outputs: Mutex::new(Outputs::default()),
         }
     }

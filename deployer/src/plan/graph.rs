@@ -65,7 +65,7 @@ pub async fn run(cx: &Cx, kinds: &[Kind], operation: Operation) -> Result<Vec<Ch
         return Err(destroy_failures(&failures, &waiting));
     }
     if let Some(stuck) = waiting.first() {
-        return Err(Error::Failed(format!("internal error: `{stuck:?}` never became ready")));
+        return Err(Error::Internal(format!("`{stuck:?}` never became ready")));
     }
 
     results.sort_by_key(|(kind, _)| kinds.iter().position(|k| k == kind));

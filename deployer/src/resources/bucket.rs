@@ -304,8 +304,8 @@ async fn apply_differences(cx: &Cx, bucket: &str, current: &Settings, fields: &[
             "object_ownership" => put_object_ownership(cx, bucket).await?,
             "lifecycle_rule" => put_lifecycle(cx, bucket, &current.lifecycle).await?,
             other => {
-                return Err(Error::Failed(format!(
-                    "internal error: no update for bucket field `{other}`"
+                return Err(Error::Internal(format!(
+                    "no update for bucket field `{other}`"
                 )))
             }
         }
@@ -401,7 +401,7 @@ async fn read_lifecycle(cx: &Cx, bucket: &str) -> Result<Lifecycle> {
 // Writes
 
 fn invalid_request(error: BuildError) -> Error {
-    Error::Failed(format!("internal error: invalid S3 request: {error}"))
+    Error::Internal(format!("invalid S3 request: {error}"))
 }
 
 fn tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {

@@ -108,8 +108,8 @@ pub async fn converge(cx: &Cx) -> Result<Vec<Change>> {
     let name = cx.names.codebuild_project();
     let desired = Settings::desired(cx);
     if cx.applying() && desired.has_unknowns() {
-        return Err(Error::Failed(format!(
-            "internal error: the service role or repository of CodeBuild project `{name}` is unknown; \
+        return Err(Error::Internal(format!(
+            "the service role or repository of CodeBuild project `{name}` is unknown; \
              the roles and the repository must be converged first"
         )));
     }
@@ -312,7 +312,7 @@ struct Request {
 }
 
 fn invalid_request(error: BuildError) -> Error {
-    Error::Failed(format!("internal error: invalid CodeBuild request: {error}"))
+    Error::Internal(format!("invalid CodeBuild request: {error}"))
 }
 
 fn request(desired: &Settings) -> Result<Request> {

@@ -65,13 +65,13 @@ pub async fn converge(cx: &Cx) -> Result<Vec<Change>> {
         .dns_name(dns_name)
         .evaluate_target_health(true)
         .build()
-        .map_err(|e| Error::Failed(format!("internal error: invalid alias target: {e}")))?;
+        .map_err(|e| Error::Internal(format!("invalid alias target: {e}")))?;
     let record = ResourceRecordSet::builder()
         .name(&domain)
         .r#type(RrType::A)
         .alias_target(alias)
         .build()
-        .map_err(|e| Error::Failed(format!("internal error: invalid record: {e}")))?;
+        .map_err(|e| Error::Internal(format!("invalid record: {e}")))?;
     change_records(cx, zone, ChangeAction::Upsert, record).await?;
     cx.progress.say(format!("set {RECORD} `{domain}` to the load balancer"));
     Ok(vec![change])
@@ -106,10 +106,10 @@ pub async fn upsert_record(cx: &Cx, zone: &str, name: &str, kind: &str, value: &
             ResourceRecord::builder()
                 .value(value)
                 .build()
-                .map_err(|e| Error::Failed(format!("internal error: invalid record value: {e}")))?,
+                .map_err(|e| Error::Internal(format!("invalid record value: {e}")))?,
         )
         .build()
-        .map_err(|e| Error::Failed(format!("internal error: invalid record: {e}")))?;
+        .map_err(|e| Error::Internal(format!("invalid record: {e}")))?;
     change_records(cx, zone, ChangeAction::Upsert, record).await?;
     cx.progress.say(format!("set {RECORD} `{name}` ({kind})"));
     Ok(())
@@ -135,12 +135,12 @@ async fn change_records(cx: &Cx, zone: &str, action: ChangeAction, record: Resou
         .action(action)
         .resource_record_set(record)
         .build()
-        .map_err(|e| Error::Failed(format!("internal error: invalid record change: {e}")))?;
+        .map_err(|e| Error::Internal(format!("invalid record change: {e}")))?;
     let batch = ChangeBatch::builder()
         .comment(format!("deployer: {}", cx.names.prefix))
         .changes(change)
         .build()
-        .map_err(|e| Error::Failed(format!("internal error: invalid change batch: {e}")))?;
+        .map_err(|e| Error::Internal(format!("invalid change batch: {e}")))?;
     cx.aws
         .route53
         .change_resource_record_sets()

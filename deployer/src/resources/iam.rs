@@ -119,13 +119,13 @@ fn render(template: &str, values: &BTreeMap<&'static str, String>) -> Result<Val
     }
     if let Some(start) = text.find("{{") {
         let end = text[start..].find("}}").map_or(text.len(), |end| start + end + 2);
-        return Err(Error::Failed(format!(
-            "internal error: policy template has no value for `{}`",
+        return Err(Error::Internal(format!(
+            "policy template has no value for `{}`",
             &text[start..end]
         )));
     }
     serde_json::from_str(&text)
-        .map_err(|e| Error::Failed(format!("internal error: policy template is not valid JSON: {e}")))
+        .map_err(|e| Error::Internal(format!("policy template is not valid JSON: {e}")))
 }
 
 /// Adds `resource` to the `Resource` list of the statement with `sid`.
@@ -139,8 +139,8 @@ fn add_resource(policy: &mut Value, sid: &str, resource: &str) -> Result<()> {
             resources.push(Value::String(resource.to_owned()));
             Ok(())
         }
-        None => Err(Error::Failed(format!(
-            "internal error: the task execution policy has no statement `{sid}` with a `Resource` list"
+        None => Err(Error::Internal(format!(
+            "the task execution policy has no statement `{sid}` with a `Resource` list"
         ))),
     }
 }
@@ -246,8 +246,8 @@ async fn apply_differences(cx: &Cx, spec: &RoleSpec, fields: &[FieldChange]) -> 
                     .map_err(|e| Error::aws("tag IAM role", &spec.name, e))?;
             }
             other => {
-                return Err(Error::Failed(format!(
-                    "internal error: no update for role field `{other}`"
+                return Err(Error::Internal(format!(
+                    "no update for role field `{other}`"
                 )))
             }
         }
@@ -327,7 +327,7 @@ fn tags(cx: &Cx) -> Result<Vec<Tag>> {
                 .key(key)
                 .value(value)
                 .build()
-                .map_err(|e| Error::Failed(format!("internal error: invalid tag `{key}`: {e}")))
+                .map_err(|e| Error::Internal(format!("invalid tag `{key}`: {e}")))
         })
         .collect()
 }

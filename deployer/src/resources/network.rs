@@ -257,7 +257,7 @@ pub async fn converge_internet_gateway(cx: &Cx) -> Result<Vec<Change>> {
 
 async fn attach_internet_gateway(cx: &Cx, gateway_id: &str, vpc_id: Option<&str>) -> Result<()> {
     let Some(vpc_id) = vpc_id else {
-        return Err(Error::Failed(format!("internal error: no VPC to attach `{gateway_id}` to")));
+        return Err(Error::Internal(format!("no VPC to attach `{gateway_id}` to")));
     };
     cx.aws
         .ec2

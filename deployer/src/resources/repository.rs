@@ -151,8 +151,8 @@ async fn apply_differences(cx: &Cx, name: &str, arn: &str, fields: &[FieldChange
                     .map_err(|e| Error::aws("tag repository", name, e))?;
             }
             other => {
-                return Err(Error::Failed(format!(
-                    "internal error: no update for repository field `{other}`"
+                return Err(Error::Internal(format!(
+                    "no update for repository field `{other}`"
                 )))
             }
         }
@@ -255,7 +255,7 @@ fn tags(cx: &Cx) -> Result<Vec<Tag>> {
                 .key(key)
                 .value(value)
                 .build()
-                .map_err(|e| Error::Failed(format!("internal error: invalid tag `{key}`: {e}")))
+                .map_err(|e| Error::Internal(format!("invalid tag `{key}`: {e}")))
         })
         .collect()
 }

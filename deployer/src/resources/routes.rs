@@ -85,7 +85,7 @@ async fn create_route_table(cx: &Cx, spec: &TableSpec) -> Result<()> {
         .outputs()
         .vpc_id
         .clone()
-        .ok_or_else(|| Error::Failed(format!("internal error: no VPC for route table `{}`", spec.name)))?;
+        .ok_or_else(|| Error::Internal(format!("no VPC for route table `{}`", spec.name)))?;
     let created = cx
         .aws
         .ec2
@@ -152,7 +152,7 @@ async fn update_route_table(cx: &Cx, spec: &TableSpec, table: &RouteTable) -> Re
 
 async fn set_default_route(cx: &Cx, table_id: &str, target: &Target, replace: bool) -> Result<()> {
     let Some(target_id) = target.id() else {
-        return Err(Error::Failed(format!("internal error: no gateway for the default route of `{table_id}`")));
+        return Err(Error::Internal(format!("no gateway for the default route of `{table_id}`")));
     };
     let ec2 = &cx.aws.ec2;
     let outcome = match (target, replace) {

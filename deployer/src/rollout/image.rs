@@ -6,13 +6,12 @@ use aws_sdk_codebuild::types::{Build, EnvironmentVariable, StatusType};
 use aws_sdk_ecr::types::ImageIdentifier;
 use aws_sdk_s3::primitives::ByteStream;
 
+use tokio::time::Instant;
+
+use super::build_log::BuildLog;
 use super::bundle::Bundle;
 use crate::error::{Error, Result};
 use crate::plan::Cx;
-use crate::wait::poll_until;
-
-/// How often the build status is read. CodeBuild builds take minutes, so seconds are plenty.
-const BUILD_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The image a task definition runs: `repository@sha256:...` for our builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +46,7 @@ pub async fn ensure(cx: &Cx, bundle: &Bundle) -> Result<Image> {
         .outputs()
         .repository_uri
         .clone()
-        .ok_or_else(|| Error::Failed("internal error: the repository was not converged before the build".into()))?;
+        .ok_or_else(|| Error::Internal("the repository was not converged before the build".into()))?;
     let tag = bundle.image_tag();
 
     if let Some(digest) = find_digest(cx, &repository, &tag).await? {
@@ -126,34 +125,50 @@ async fn start_build(cx: &Cx, bundle: &Bundle, repository_uri: &str) -> Result<S
 }
 
 async fn wait_for_build(cx: &Cx, build_id: &str) -> Result<()> {
-    // A build takes at least a minute, so the first read waits one interval too.
-    tokio::time::sleep(BUILD_POLL_INTERVAL).await;
     // The project's own timeout ends the build; the extra minutes cover queueing.
     let timeout = Duration::from_secs(u64::from(cx.manifest.build.timeout_minutes + 10) * 60);
-    poll_until(&format!("build `{build_id}` to finish"), timeout, BUILD_POLL_INTERVAL, || async {
-        let found = cx
-            .aws
-            .codebuild
-            .batch_get_builds()
-            .ids(build_id)
-            .send()
-            .await
-            .map_err(|e| Error::aws("read the status of build", build_id, e))?;
-        let Some(build) = found.builds().first() else {
-            return Err(Error::Failed(format!("build `{build_id}` was not found")));
-        };
+    let deadline = Instant::now() + timeout;
+    let mut log = BuildLog::default();
+    loop {
+        // A build takes at least a minute, so the first read waits one interval too.
+        tokio::time::sleep(cx.timing.build_poll).await;
+        let build = read_build(cx, build_id).await?;
+        log.follow(cx, &build).await;
         match build.build_status() {
-            Some(StatusType::Succeeded) => Ok(Some(())),
-            Some(StatusType::InProgress) | None => Ok(None),
-            Some(status) => Err(build_failure(cx, build_id, status, build)),
+            Some(StatusType::Succeeded) => break,
+            Some(StatusType::InProgress) | None => {}
+            Some(status) => return Err(build_failure(cx, build_id, status, &build, &log.tail())),
         }
-    })
-    .await?;
+        if Instant::now() >= deadline {
+            return Err(Error::Failed(format!(
+                "build `{build_id}` did not finish within {}; {}",
+                humantime::format_duration(timeout),
+                tail_text(cx, &log.tail())
+            )));
+        }
+    }
     cx.progress.say(format!("build `{build_id}` succeeded"));
     Ok(())
 }
 
-fn build_failure(cx: &Cx, build_id: &str, status: &StatusType, build: &Build) -> Error {
+async fn read_build(cx: &Cx, build_id: &str) -> Result<Build> {
+    let found = cx
+        .aws
+        .codebuild
+        .batch_get_builds()
+        .ids(build_id)
+        .send()
+        .await
+        .map_err(|e| Error::aws("read the status of build", build_id, e))?;
+    found
+        .builds()
+        .first()
+        .cloned()
+        .ok_or_else(|| Error::Failed(format!("build `{build_id}` was not found")))
+}
+
+/// `ended FAILED in phase BUILD: message`, with the last lines of the log.
+fn build_failure(cx: &Cx, build_id: &str, status: &StatusType, build: &Build, tail: &[String]) -> Error {
     let failed_phase = build
         .phases()
         .iter()
@@ -163,6 +178,7 @@ fn build_failure(cx: &Cx, build_id: &str, status: &StatusType, build: &Build) ->
                 .contexts()
                 .iter()
                 .filter_map(|context| context.message())
+                .filter(|message| !message.is_empty())
                 .collect::<Vec<_>>()
                 .join("; ");
             format!(
@@ -172,9 +188,24 @@ fn build_failure(cx: &Cx, build_id: &str, status: &StatusType, build: &Build) ->
             )
         })
         .unwrap_or_default();
+    let advice = match status {
+        StatusType::TimedOut => format!(" after `build.timeout_minutes` ({} minutes)", cx.manifest.build.timeout_minutes),
+        _ => String::new(),
+    };
     Error::Failed(format!(
-        "build `{build_id}` ended `{}`{failed_phase}; read its log in `{}`",
+        "build `{build_id}` ended `{}`{advice}{failed_phase}; {}",
         status.as_str(),
-        cx.names.build_log_group()
+        tail_text(cx, tail)
     ))
+}
+
+fn tail_text(cx: &Cx, tail: &[String]) -> String {
+    let group = cx.names.build_log_group();
+    if tail.is_empty() {
+        return format!("read its log with `deployer logs --build` (log group `{group}`)");
+    }
+    format!(
+        "the last lines of its log (`deployer logs --build`, log group `{group}`):\n    {}",
+        tail.join("\n    ")
+    )
 }

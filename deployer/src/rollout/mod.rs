@@ -1,19 +1,24 @@
-//! The rollout after the stack converged: bundle → image → task definition → service → wait →
-//! live health check.
+//! The rollout after the stack converged: bundle → image → task definition → service → watch →
+//! live check, and the rollback when the new version fails after ECS switched to it.
 
+pub mod build_log;
 pub mod bundle;
-pub mod health;
+pub mod history;
 pub mod image;
+pub mod live;
 pub mod service;
 pub mod status;
 pub mod task_definition;
+pub mod watch;
 
 use aws_sdk_ecs::types::{Service, TaskDefinition};
+use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{cause_chain, Error, Result};
 use crate::plan::{Change, Cx};
 use bundle::Bundle;
-use task_definition::TaskSpec;
+use task_definition::{short_arn, TaskSpec};
+use watch::Outcome;
 
 const IMAGE: &str = "ecr:image";
 const TASK_DEFINITION: &str = "ecs:task-definition";
@@ -75,17 +80,16 @@ fn image_version(uri: &str) -> String {
     }
 }
 
-/// The current service and the spec of the task definition it runs.
-async fn current(cx: &Cx) -> Result<(Option<Service>, Option<TaskSpec>)> {
+/// The current service and the task definition it runs.
+async fn current(cx: &Cx) -> Result<(Option<Service>, Option<TaskDefinition>)> {
     let Some(service) = service::find(cx).await? else {
         return Ok((None, None));
     };
-    let Some(arn) = service.task_definition() else {
-        return Ok((Some(service), None));
+    let definition = match service.task_definition() {
+        Some(arn) => describe_task_definition(cx, arn).await?,
+        None => None,
     };
-    let definition = describe_task_definition(cx, arn).await?;
-    let spec = definition.as_ref().and_then(TaskSpec::observed);
-    Ok((Some(service), spec))
+    Ok((Some(service), definition))
 }
 
 pub(crate) async fn describe_task_definition(cx: &Cx, arn: &str) -> Result<Option<TaskDefinition>> {
@@ -103,7 +107,8 @@ pub(crate) async fn describe_task_definition(cx: &Cx, arn: &str) -> Result<Optio
 /// Reports what a rollout would change, without building or registering anything.
 pub async fn plan(cx: &Cx, choice: &ImageChoice) -> Result<Vec<Change>> {
     let target = target(cx, choice).await?;
-    let (service, current_spec) = current(cx).await?;
+    let (service, current_definition) = current(cx).await?;
+    let current_spec = current_definition.as_ref().and_then(|d| TaskSpec::observed(d, cx.names.container()));
     let desired = TaskSpec::desired(cx, &target.image, &target.version);
     let mut changes = Vec::new();
 
@@ -135,9 +140,22 @@ pub async fn plan(cx: &Cx, choice: &ImageChoice) -> Result<Vec<Change>> {
     Ok(changes)
 }
 
+/// What a rollout ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployed {
+    #[serde(skip)]
+    pub changes: Vec<Change>,
+    /// The bundle's image tag, or what `--image` gave.
+    pub version: String,
+    /// `family:revision`.
+    pub task_definition: String,
+}
+
 /// Builds the image if needed, registers a task definition when it changed, updates the
-/// service, waits for ECS to finish the deployment, and checks the live `/health`.
-pub async fn apply(cx: &Cx, choice: &ImageChoice) -> Result<Vec<Change>> {
+/// service, watches the deployment and checks the live app. When the new version fails after
+/// the switch, rolls back to the revision that ran before.
+pub async fn apply(cx: &Cx, choice: &ImageChoice) -> Result<Deployed> {
+    cx.progress.phase("build");
     let mut changes = Vec::new();
     let mut target = target(cx, choice).await?;
     match target.needs_build.take() {
@@ -152,21 +170,152 @@ pub async fn apply(cx: &Cx, choice: &ImageChoice) -> Result<Vec<Change>> {
         None => cx.progress.say(format!("running image `{}` as given, without a build", target.image)),
     }
 
-    let (service, current_spec) = current(cx).await?;
+    cx.progress.phase("rollout");
+    let (service, current_definition) = current(cx).await?;
+    let container = cx.names.container();
+    let current_spec = current_definition.as_ref().and_then(|d| TaskSpec::observed(d, container));
     let desired = TaskSpec::desired(cx, &target.image, &target.version);
-    let task_definition = match (&service, &current_spec) {
-        (Some(service), Some(current)) if *current == desired => service.task_definition().unwrap_or_default().to_owned(),
+    let running = service.as_ref().and_then(|service| service.task_definition()).map(str::to_owned);
+    let task_definition = match (&running, &current_spec) {
+        (Some(running), Some(current)) if desired.differences(current).is_empty() => running.clone(),
         _ => {
-            let arn = task_definition::register(cx, &desired).await?;
-            changes.push(Change::create(TASK_DEFINITION, task_definition::short_arn(&arn)));
+            let arn = task_definition::register(cx, &desired, current_definition.as_ref()).await?;
+            changes.push(Change::create(TASK_DEFINITION, short_arn(&arn)));
             arn
         }
     };
 
-    changes.extend(service::apply(cx, service.as_ref(), &task_definition).await?);
-    service::wait_until_stable(cx, &task_definition).await?;
-    health::check(cx).await?;
-    Ok(changes)
+    let change = service::apply(cx, service.as_ref(), &task_definition).await?;
+    let switched = change.is_some();
+    changes.extend(change);
+    let previous = running.filter(|running| *running != task_definition);
+    if switched {
+        verify_switch(cx, &task_definition, previous.as_deref()).await?;
+    } else {
+        verify_unchanged(cx, &task_definition).await?;
+    }
+    Ok(Deployed {
+        changes,
+        version: target.version,
+        task_definition: short_arn(&task_definition).to_owned(),
+    })
+}
+
+/// Nothing was switched, so a failure here has nothing to roll back; it still tells the truth.
+async fn verify_unchanged(cx: &Cx, task_definition: &str) -> Result<()> {
+    match watch::until_stable(cx, task_definition).await? {
+        Outcome::Stable => {}
+        Outcome::RolledBackByEcs { reason, .. } => return Err(Error::Failed(reason)),
+    }
+    cx.progress.phase("live check");
+    live::check(cx).await
+}
+
+/// Watches the switch to `task_definition` and checks the live app; on failure rolls back to
+/// `previous` and returns the error that says how that went.
+async fn verify_switch(cx: &Cx, task_definition: &str, previous: Option<&str>) -> Result<()> {
+    let (reason, restored_by_ecs) = match watch::until_stable(cx, task_definition).await {
+        Ok(Outcome::Stable) => {
+            cx.progress.phase("live check");
+            match live::check(cx).await {
+                Ok(()) => return Ok(()),
+                Err(error) => (full_text(&error), None),
+            }
+        }
+        Ok(Outcome::RolledBackByEcs { reason, restored }) => (reason, Some(restored)),
+        Err(error) => (full_text(&error), None),
+    };
+    Err(roll_back(cx, reason, previous, restored_by_ecs).await)
+}
+
+/// An error's message with its causes, for the reasons that end up in another error.
+fn full_text(error: &Error) -> String {
+    cause_chain(error)
+}
+
+/// Returns the service to the revision that ran before, waits for it and checks it.
+async fn roll_back(cx: &Cx, reason: String, previous: Option<&str>, restored_by_ecs: Option<String>) -> Error {
+    cx.progress.phase("rollback");
+    cx.progress.say(format!("the new version failed: {reason}"));
+    let restoring = match (&restored_by_ecs, previous) {
+        (Some(restored), _) => restored.clone(),
+        (None, Some(previous)) => {
+            if let Err(error) = service::switch_to(cx, previous).await {
+                return Error::NotRolledBack {
+                    reason,
+                    problem: full_text(&error),
+                };
+            }
+            previous.to_owned()
+        }
+        (None, None) => {
+            return Error::NotRolledBack {
+                reason,
+                problem: "the service ran no earlier revision to return to".to_owned(),
+            }
+        }
+    };
+    match restore(cx, &restoring).await {
+        Ok(()) => Error::RolledBack {
+            reason,
+            restored: short_arn(&restoring).to_owned(),
+        },
+        Err(error) => Error::NotRolledBack {
+            reason,
+            problem: full_text(&error),
+        },
+    }
+}
+
+async fn restore(cx: &Cx, task_definition: &str) -> Result<()> {
+    match watch::until_stable(cx, task_definition).await? {
+        Outcome::Stable => live::check(cx).await,
+        Outcome::RolledBackByEcs { reason, .. } => Err(Error::Failed(reason)),
+    }
+}
+
+/// Switches the service to an earlier revision of the family: the one before the running one,
+/// or `to` (`REVISION`, `family:REVISION` or an ARN). Waits and checks as `apply` does.
+pub async fn rollback(cx: &Cx, to: Option<&str>) -> Result<Deployed> {
+    cx.progress.phase("rollout");
+    let Some(service) = service::find(cx).await? else {
+        return Err(Error::Input(format!(
+            "{} `{}` does not exist; run `deployer up` first",
+            service::SERVICE,
+            cx.names.service()
+        )));
+    };
+    let running = service.task_definition().unwrap_or_default().to_owned();
+    let revisions = task_definition::revisions(cx).await?;
+    let target = task_definition::choose_rollback(&cx.names.task_family(), &revisions, &running, to)?;
+    let definition = describe_task_definition(cx, &target).await?;
+    let version = definition
+        .as_ref()
+        .and_then(|d| TaskSpec::observed(d, cx.names.container()))
+        .and_then(|spec| spec.version())
+        .unwrap_or_default();
+    let mut changes = Vec::new();
+    if target == running {
+        cx.progress.say(format!("the service already runs `{}`", short_arn(&target)));
+        verify_unchanged(cx, &target).await?;
+    } else {
+        service::switch_to(cx, &target).await?;
+        changes.extend(Change::update(
+            service::SERVICE,
+            cx.names.service(),
+            vec![crate::plan::FieldChange {
+                field: "task_definition".into(),
+                from: short_arn(&running).to_owned(),
+                to: short_arn(&target).to_owned(),
+            }],
+        ));
+        verify_switch(cx, &target, Some(&running)).await?;
+    }
+    Ok(Deployed {
+        changes,
+        version,
+        task_definition: short_arn(&target).to_owned(),
+    })
 }
 
 #[cfg(test)]

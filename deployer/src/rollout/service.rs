@@ -1,21 +1,16 @@
 //! The ECS service: created or updated to run a task definition, then watched until ECS reports
 //! the new deployment complete.
 
-use std::time::Duration;
-
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentRolloutState,
-    LaunchType, LoadBalancer, NetworkConfiguration, PropagateTags, Service,
+    AssignPublicIp, AwsVpcConfiguration, DeploymentCircuitBreaker, DeploymentConfiguration, LaunchType, LoadBalancer,
+    NetworkConfiguration, PropagateTags, Service,
 };
 
 use crate::error::{Error, Result};
 use crate::plan::{diff_field, Change, Cx, FieldChange};
 use crate::resources::ecs_tags;
-use crate::wait::poll_until;
 
 pub const SERVICE: &str = "ecs:service";
-
-const POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Returns the active service of ours, if any.
 pub async fn find(cx: &Cx) -> Result<Option<Service>> {
@@ -102,7 +97,7 @@ async fn create(cx: &Cx, task_definition: &str) -> Result<()> {
         .outputs()
         .target_group_arn
         .clone()
-        .ok_or_else(|| Error::Failed("internal error: no target group for the service".into()))?;
+        .ok_or_else(|| Error::Internal("no target group for the service".into()))?;
     cx.aws
         .ecs
         .create_service()
@@ -135,13 +130,13 @@ fn network_configuration(cx: &Cx) -> Result<NetworkConfiguration> {
     let security_group = outputs
         .task_security_group_id
         .clone()
-        .ok_or_else(|| Error::Failed("internal error: no task security group for the service".into()))?;
+        .ok_or_else(|| Error::Internal("no task security group for the service".into()))?;
     let vpc = AwsVpcConfiguration::builder()
         .set_subnets(Some(outputs.private_subnet_ids.clone()))
         .security_groups(security_group)
         .assign_public_ip(AssignPublicIp::Disabled)
         .build()
-        .map_err(|e| Error::Failed(format!("internal error: invalid network configuration: {e}")))?;
+        .map_err(|e| Error::Internal(format!("invalid network configuration: {e}")))?;
     Ok(NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
 }
 
@@ -154,51 +149,24 @@ fn deployment_configuration() -> DeploymentConfiguration {
         .build()
 }
 
-/// Waits until one deployment remains, it runs `task_definition` and its running count is the
-/// desired count. A failed rollout ends the wait at once with ECS's reason.
-pub async fn wait_until_stable(cx: &Cx, task_definition: &str) -> Result<()> {
+/// Points the service back at `task_definition` and nothing else: the rollback after a failed
+/// deployment.
+pub async fn switch_to(cx: &Cx, task_definition: &str) -> Result<()> {
     let name = cx.names.service();
-    cx.progress.say(format!("waiting for {SERVICE} `{name}` to finish its deployment"));
-    poll_until(
-        &format!("{SERVICE} `{name}` to reach a steady state"),
-        cx.manifest.deploy.timeout,
-        POLL_INTERVAL,
-        || async {
-            let service = find(cx)
-                .await?
-                .ok_or_else(|| Error::Failed(format!("{SERVICE} `{name}` disappeared during the deployment")))?;
-            check_deployment(&service, task_definition)
-        },
-    )
-    .await?;
-    cx.progress.say(format!("{SERVICE} `{name}` is stable"));
+    cx.aws
+        .ecs
+        .update_service()
+        .cluster(cx.names.cluster())
+        .service(&name)
+        .task_definition(task_definition)
+        .send()
+        .await
+        .map_err(|e| Error::aws("roll back ECS service", &name, e))?;
+    cx.progress.say(format!(
+        "rolling {SERVICE} `{name}` back to `{}`",
+        super::task_definition::short_arn(task_definition)
+    ));
     Ok(())
-}
-
-fn check_deployment(service: &Service, task_definition: &str) -> Result<Option<()>> {
-    let deployments = service.deployments();
-    let primary = deployments.iter().find(|deployment| deployment.status() == Some("PRIMARY"));
-    let Some(primary) = primary else {
-        return Ok(None);
-    };
-    if primary.rollout_state() == Some(&DeploymentRolloutState::Failed) {
-        return Err(Error::Failed(format!(
-            "the deployment of `{}` failed: {}",
-            super::task_definition::short_arn(task_definition),
-            primary.rollout_state_reason().unwrap_or("ECS gave no reason")
-        )));
-    }
-    // The service's task definition is the revision ECS converges to: a circuit-breaker
-    // rollback sets it back to the previous one.
-    if service.task_definition() != Some(task_definition) {
-        return Err(Error::Failed(format!(
-            "ECS rolled the service back to `{}`; the deployment of `{}` failed",
-            service.task_definition().map(super::task_definition::short_arn).unwrap_or("unknown"),
-            super::task_definition::short_arn(task_definition)
-        )));
-    }
-    let steady = deployments.len() == 1 && primary.running_count() == service.desired_count();
-    Ok(steady.then_some(()))
 }
 
 /// Deletes the service and deregisters every revision of the task definition family.
@@ -219,23 +187,7 @@ pub async fn destroy(cx: &Cx) -> Result<Vec<Change>> {
         changes.push(Change::delete(SERVICE, &name));
     }
 
-    let family = cx.names.task_family();
-    let mut pages = cx
-        .aws
-        .ecs
-        .list_task_definitions()
-        .family_prefix(&family)
-        .into_paginator()
-        .items()
-        .send();
-    let mut arns = Vec::new();
-    while let Some(arn) = pages.next().await {
-        let arn = arn.map_err(|e| Error::aws("list the task definitions of", &family, e))?;
-        // The prefix also matches other families that start with ours, such as `app-prod2`.
-        if super::task_definition::short_arn(&arn).rsplit_once(':').map(|(name, _)| name) == Some(family.as_str()) {
-            arns.push(arn);
-        }
-    }
+    let arns = super::task_definition::revisions(cx).await?;
     for arn in arns {
         cx.aws
             .ecs

@@ -24,7 +24,13 @@ pub struct Status {
     pub running: i32,
     pub pending: i32,
     pub deployments: Vec<Deployment>,
+    /// The load balancer's view of the tasks, such as `10.0.1.5:8000 healthy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<String>,
     pub url: String,
+    /// The result of the last `up`, `update` or `rollback`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_deploy: Option<super::history::LastDeploy>,
 }
 
 #[derive(Debug, Serialize)]
@@ -40,6 +46,10 @@ pub struct Deployment {
 /// Reads the service and the task definition it runs. Makes no change.
 pub async fn read(cx: &Cx) -> Result<Status> {
     let url = format!("https://{}", cx.manifest.https.domain);
+    let last_deploy = super::history::read(cx).await.unwrap_or_else(|error| {
+        tracing::debug!(error = %crate::error::cause_chain(&error), "no deploy record");
+        None
+    });
     let Some(found) = service::find(cx).await? else {
         return Ok(Status {
             service: cx.names.service(),
@@ -51,20 +61,24 @@ pub async fn read(cx: &Cx) -> Result<Status> {
             running: 0,
             pending: 0,
             deployments: Vec::new(),
+            targets: None,
             url,
+            last_deploy,
         });
     };
 
     let spec = match found.task_definition() {
-        Some(arn) => super::describe_task_definition(cx, arn).await?.as_ref().and_then(TaskSpec::observed),
+        Some(arn) => super::describe_task_definition(cx, arn)
+            .await?
+            .as_ref()
+            .and_then(|definition| TaskSpec::observed(definition, cx.names.container())),
         None => None,
     };
-    let version = spec.as_ref().and_then(|spec| {
-        spec.environment
-            .iter()
-            .find(|(name, _)| name == "APP_VERSION")
-            .map(|(_, value)| value.clone())
-    });
+    let version = spec.as_ref().and_then(TaskSpec::version);
+    let targets = match target_group(cx, &found) {
+        Some(arn) => Some(super::watch::target_health_text(cx, &arn).await?),
+        None => None,
+    };
     let deployments = found
         .deployments()
         .iter()
@@ -87,6 +101,14 @@ pub async fn read(cx: &Cx) -> Result<Status> {
         running: found.running_count(),
         pending: found.pending_count(),
         deployments,
+        targets,
         url,
+        last_deploy,
     })
+}
+
+/// The target group the service registers its tasks in.
+fn target_group(cx: &Cx, service: &aws_sdk_ecs::types::Service) -> Option<String> {
+    let from_service = service.load_balancers().iter().find_map(|lb| lb.target_group_arn()).map(str::to_owned);
+    from_service.or_else(|| cx.outputs().target_group_arn.clone())
 }

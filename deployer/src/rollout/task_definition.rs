@@ -69,9 +69,14 @@ impl TaskSpec {
         }
     }
 
-    /// Reads the fields the deployer sets back from a registered task definition.
-    pub fn observed(definition: &TaskDefinition) -> Option<Self> {
-        let container = definition.container_definitions().first()?;
+    /// Reads the fields the deployer sets back from a registered task definition: those of the
+    /// container named `container_name`, or of the first container when none has that name.
+    pub fn observed(definition: &TaskDefinition, container_name: &str) -> Option<Self> {
+        let containers = definition.container_definitions();
+        let container = containers
+            .iter()
+            .find(|container| container.name() == Some(container_name))
+            .or_else(|| containers.first())?;
         let mut environment: Vec<(String, String)> = container
             .environment()
             .iter()
@@ -104,8 +109,22 @@ impl TaskSpec {
         })
     }
 
+    /// `APP_VERSION`: the bundle's image tag, or what `--image` gave.
+    pub fn version(&self) -> Option<String> {
+        self.environment
+            .iter()
+            .find(|(name, _)| name == "APP_VERSION")
+            .map(|(_, value)| value.clone())
+    }
+
     /// The fields that differ from `current`. Environment values are shown; secrets only by ARN.
+    /// Variables and secrets the deployer does not set are someone else's and do not count.
     pub fn differences(&self, current: &TaskSpec) -> Vec<FieldChange> {
+        let current = TaskSpec {
+            environment: only_names_of(&current.environment, &self.environment),
+            secrets: only_names_of(&current.secrets, &self.secrets),
+            ..current.clone()
+        };
         let mut fields = Vec::new();
         diff_field(&mut fields, "image", &current.image, &self.image);
         diff_field(&mut fields, "cpu", &current.cpu, &self.cpu);
@@ -120,10 +139,24 @@ impl TaskSpec {
     }
 }
 
-/// Registers `spec` as a new revision of the family and returns its ARN.
-pub async fn register(cx: &Cx, spec: &TaskSpec) -> Result<String> {
+/// The pairs of `pairs` whose names `wanted` has.
+fn only_names_of(pairs: &[(String, String)], wanted: &[(String, String)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .filter(|(name, _)| wanted.iter().any(|(wanted, _)| wanted == name))
+        .cloned()
+        .collect()
+}
+
+/// Registers `spec` as a new revision of the family and returns its ARN. With `base`, the
+/// running task definition, everything the deployer does not set is kept: other containers,
+/// volumes, extra variables, the container's health check and limits.
+pub async fn register(cx: &Cx, spec: &TaskSpec, base: Option<&TaskDefinition>) -> Result<String> {
     let family = cx.names.task_family();
-    let container = container_definition(cx, spec);
+    let containers = match base {
+        Some(base) => merged_containers(cx, spec, base),
+        None => vec![container_definition(cx, spec)],
+    };
     let registered = cx
         .aws
         .ecs
@@ -135,7 +168,14 @@ pub async fn register(cx: &Cx, spec: &TaskSpec) -> Result<String> {
         .memory(&spec.memory)
         .execution_role_arn(&spec.execution_role_arn)
         .task_role_arn(&spec.task_role_arn)
-        .container_definitions(container)
+        .set_container_definitions(Some(containers))
+        .set_volumes(base.map(|base| base.volumes().to_vec()))
+        .set_placement_constraints(base.map(|base| base.placement_constraints().to_vec()))
+        .set_ephemeral_storage(base.and_then(|base| base.ephemeral_storage().cloned()))
+        .set_runtime_platform(base.and_then(|base| base.runtime_platform().cloned()))
+        .set_proxy_configuration(base.and_then(|base| base.proxy_configuration().cloned()))
+        .set_pid_mode(base.and_then(|base| base.pid_mode().cloned()))
+        .set_ipc_mode(base.and_then(|base| base.ipc_mode().cloned()))
         .set_tags(Some(ecs_tags(cx)))
         .send()
         .await
@@ -147,6 +187,47 @@ pub async fn register(cx: &Cx, spec: &TaskSpec) -> Result<String> {
         .to_owned();
     cx.progress.say(format!("registered task definition `{}`", short_arn(&arn)));
     Ok(arn)
+}
+
+/// The base's containers with ours changed to `spec`: managed variables and secrets replaced,
+/// the others kept.
+fn merged_containers(cx: &Cx, spec: &TaskSpec, base: &TaskDefinition) -> Vec<ContainerDefinition> {
+    let name = cx.names.container();
+    let containers = base.container_definitions();
+    if !containers.iter().any(|container| container.name() == Some(name)) {
+        let mut all = vec![container_definition(cx, spec)];
+        all.extend(containers.iter().cloned());
+        return all;
+    }
+    containers
+        .iter()
+        .map(|container| {
+            if container.name() != Some(name) {
+                return container.clone();
+            }
+            let fresh = container_definition(cx, spec);
+            let mut merged = container.clone();
+            merged.environment = Some(keep_unmanaged(container.environment(), fresh.environment(), |pair| pair.name()));
+            merged.secrets = Some(keep_unmanaged(container.secrets(), fresh.secrets(), |secret| Some(secret.name())));
+            merged.image = fresh.image;
+            merged.port_mappings = fresh.port_mappings;
+            merged.log_configuration = fresh.log_configuration;
+            merged
+        })
+        .collect()
+}
+
+/// `managed` plus the items of `current` whose names `managed` lacks, sorted by name.
+fn keep_unmanaged<T: Clone>(current: &[T], managed: &[T], name: impl Fn(&T) -> Option<&str>) -> Vec<T> {
+    let mut all: Vec<T> = managed.to_vec();
+    all.extend(
+        current
+            .iter()
+            .filter(|item| !managed.iter().any(|m| name(m) == name(item)))
+            .cloned(),
+    );
+    all.sort_by(|a, b| name(a).cmp(&name(b)));
+    all
 }
 
 fn container_definition(cx: &Cx, spec: &TaskSpec) -> ContainerDefinition {
@@ -200,4 +281,118 @@ fn container_definition(cx: &Cx, spec: &TaskSpec) -> ContainerDefinition {
 /// `family:revision` from a task definition ARN.
 pub fn short_arn(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// The revision number of a task definition ARN or `family:revision`.
+fn revision_number(arn: &str) -> Option<u32> {
+    short_arn(arn).rsplit_once(':').and_then(|(_, revision)| revision.parse().ok())
+}
+
+/// Every active revision of our family, oldest first.
+pub async fn revisions(cx: &Cx) -> Result<Vec<String>> {
+    let family = cx.names.task_family();
+    let mut pages = cx
+        .aws
+        .ecs
+        .list_task_definitions()
+        .family_prefix(&family)
+        .into_paginator()
+        .items()
+        .send();
+    let mut arns = Vec::new();
+    while let Some(arn) = pages.next().await {
+        let arn = arn.map_err(|e| Error::aws("list the task definitions of", &family, e))?;
+        // The prefix also matches other families that start with ours, such as `app-prod2`.
+        if short_arn(&arn).rsplit_once(':').map(|(name, _)| name) == Some(family.as_str()) {
+            arns.push(arn);
+        }
+    }
+    arns.sort_by_key(|arn| revision_number(arn));
+    Ok(arns)
+}
+
+/// The revision `rollback` goes to: `to` (`REVISION`, `family:REVISION` or an ARN), or the
+/// newest one older than `running`.
+pub fn choose_rollback(family: &str, revisions: &[String], running: &str, to: Option<&str>) -> Result<String> {
+    let listed = || {
+        let recent: Vec<&str> = revisions.iter().rev().take(5).map(|arn| short_arn(arn)).collect();
+        if recent.is_empty() {
+            "none".to_owned()
+        } else {
+            recent.join(", ")
+        }
+    };
+    let Some(to) = to else {
+        let running_number = revision_number(running);
+        return revisions
+            .iter()
+            .rev()
+            .find(|arn| revision_number(arn) < running_number)
+            .cloned()
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "`{}` is the oldest revision of `{family}`, so there is nothing to roll back to; the revisions are: {}",
+                    short_arn(running),
+                    listed()
+                ))
+            });
+    };
+    let wanted = match to.parse::<u32>() {
+        Ok(number) => Some(number),
+        Err(_) => match short_arn(to).rsplit_once(':') {
+            Some((name, revision)) if name == family => revision.parse().ok(),
+            _ => None,
+        },
+    };
+    let Some(wanted) = wanted else {
+        return Err(Error::Input(format!(
+            "invalid `--to` `{}`; give a revision number such as `12` or `{family}:12`",
+            to.escape_debug()
+        )));
+    };
+    revisions
+        .iter()
+        .find(|arn| revision_number(arn) == Some(wanted))
+        .cloned()
+        .ok_or_else(|| {
+            Error::Input(format!(
+                "`{family}:{wanted}` is not an active revision; the newest are: {}",
+                listed()
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arns(numbers: &[u32]) -> Vec<String> {
+        numbers
+            .iter()
+            .map(|n| format!("arn:aws:ecs:ap-northeast-1:123456789012:task-definition/app-prod:{n}"))
+            .collect()
+    }
+
+    #[test]
+    fn rollback_goes_to_the_newest_older_revision() {
+        let revisions = arns(&[3, 5, 6, 9]);
+        assert!(choose_rollback("app-prod", &revisions, &revisions[3], None).unwrap().ends_with(":6"));
+        assert!(choose_rollback("app-prod", &revisions, "app-prod:6", None).unwrap().ends_with(":5"));
+        let error = choose_rollback("app-prod", &revisions, &revisions[0], None).unwrap_err().to_string();
+        assert!(error.contains("oldest revision"), "{error}");
+    }
+
+    #[test]
+    fn rollback_to_accepts_number_family_and_arn() {
+        let revisions = arns(&[3, 5, 6]);
+        for to in ["5", "app-prod:5", revisions[1].as_str()] {
+            assert_eq!(choose_rollback("app-prod", &revisions, &revisions[2], Some(to)).unwrap(), revisions[1]);
+        }
+        let missing = choose_rollback("app-prod", &revisions, &revisions[2], Some("4")).unwrap_err().to_string();
+        assert!(missing.contains("`app-prod:4` is not an active revision") && missing.contains("app-prod:6"), "{missing}");
+        for bad in ["other:5", "five", "-1", ""] {
+            let error = choose_rollback("app-prod", &revisions, &revisions[2], Some(bad)).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{bad}: {error}");
+        }
+    }
 }

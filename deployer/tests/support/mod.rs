@@ -92,7 +92,9 @@ pub fn unique_app(label: &str) -> String {
     format!("{label}{}{n}", std::process::id() % 10_000)
 }
 
-/// A tiny HTTP server that answers every request with `status`, standing in for the app.
+/// A tiny HTTP server standing in for the app, which the emulator cannot run: `/login` answers
+/// as the app's sign-in route does, with a redirect to the workspace's authorize endpoint, and
+/// every other path answers `status`.
 pub struct HealthServer {
     pub url: String,
 }
@@ -112,10 +114,24 @@ impl HealthServer {
     }
 }
 
+/// The redirect of the app's `/login` for the manifests these tests write.
+const LOGIN_REDIRECT: &str = "https://adb-1234567890123456.7.azuredatabricks.net/oidc/v1/authorize\
+    ?response_type=code&client_id=e2e-client&redirect_uri=http%3A%2F%2F127.0.0.1%2Foauth%2Fcallback\
+    &scope=openid+all-apis+offline_access&state=state-0123456789abcdef&nonce=nonce-0123456789abcdef\
+    &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+
 fn answer(mut stream: TcpStream, status: u16) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let mut buffer = [0u8; 2048];
-    let _ = stream.read(&mut buffer);
+    let read = stream.read(&mut buffer).unwrap_or(0);
+    let request = String::from_utf8_lossy(&buffer[..read]);
+    if request.starts_with("GET /login ") {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 303 See Other\r\nlocation: {LOGIN_REDIRECT}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        return;
+    }
     let body = if status == 200 { "{\"status\":\"ok\"}" } else { "{\"status\":\"failing\"}" };
     let _ = write!(
         stream,
@@ -256,8 +272,13 @@ health_url = "{health}"
 
     /// Runs `up`, playing CodeBuild's part in the background.
     pub fn up(&self) -> Run {
+        self.run_with_builder(&["up", "--output", "json"])
+    }
+
+    /// Runs a command while playing CodeBuild's part in the background.
+    pub fn run_with_builder(&self, args: &[&str]) -> Run {
         let builder = self.fake_codebuild();
-        let run = self.run(&["up", "--output", "json"]);
+        let run = self.run(args);
         stop(builder);
         run
     }
