@@ -3,6 +3,7 @@
 pub mod aws;
 pub mod cli;
 pub mod error;
+pub mod logs;
 pub mod manifest;
 pub mod names;
 pub mod output;
