@@ -45,6 +45,8 @@ pub enum Command {
     Update(DeployArgs),
     /// Return the service to the previous task definition revision, or to `--to REVISION`.
     Rollback(RollbackArgs),
+    /// Print the app's log from CloudWatch Logs, or the build's with `--build`.
+    Logs(LogsArgs),
     /// Delete everything `up` created for this app and stage.
     Destroy(DestroyArgs),
     /// Show the source bundle `up` would upload: its image tag, hash and files.
@@ -78,6 +80,28 @@ pub struct RollbackArgs {
     /// The revision to run: `12`, `family:12` or a task definition ARN.
     #[arg(long, value_name = "REVISION")]
     pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+
+    /// How far back to read, such as `30s`, `10m`, `2h` or `1d` (at most 30 days).
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub since: String,
+
+    /// Keep printing new events until interrupted.
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// Only events that contain this text, matched literally.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+
+    /// Read the CodeBuild log instead of the app's.
+    #[arg(long)]
+    pub build: bool,
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +188,7 @@ async fn run(cli: &Cli) -> Result<()> {
         Command::Up(args) => up(cli, args).await,
         Command::Update(args) => update(cli, args).await,
         Command::Rollback(args) => rollback(cli, args).await,
+        Command::Logs(args) => logs(cli, args).await,
         Command::Destroy(args) => destroy(cli, args).await,
         Command::Bundle(args) => bundle(cli, args),
         Command::Status(args) => status(cli, args).await,
@@ -371,6 +396,35 @@ async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<()> {
     cx.mode = Mode::Apply;
     let deployed = recorded(&cx, "rollback", rollout::rollback(&cx, args.to.as_deref()).await).await?;
     finish(cli, &cx, "rollback", &deployed.changes, Some(app_url(&cx)), Some(&deployed));
+    Ok(())
+}
+
+/// How often `logs --follow` asks for new events.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
+    let query = crate::logs::Query {
+        since: crate::logs::parse_since(&args.since)?,
+        follow: args.follow,
+        filter: args.filter.clone(),
+        build: args.build,
+    };
+    let cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    // Following never ends by itself, so JSON goes out one event per line as it arrives.
+    let stream_json = cli.output == Format::Json && args.follow;
+    let mut collected = Vec::new();
+    crate::logs::read(&cx, &query, FOLLOW_POLL, stop, |event| match cli.output {
+        Format::Text => println!("{} {} {}", event.time, event.stream, event.message.trim_end()),
+        Format::Json if stream_json => println!("{}", serde_json::to_string(event).unwrap_or_default()),
+        Format::Json => collected.push(event.clone()),
+    })
+    .await?;
+    if cli.output == Format::Json && !stream_json {
+        print_json(&serde_json::json!({ "command": "logs", "status": "ok", "events": collected }));
+    }
     Ok(())
 }
 

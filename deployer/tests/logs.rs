@@ -258,3 +258,30 @@ fn read_rejects_quote_in_filter() {
         assert!(message.contains("`--filter`"), "{message}");
     });
 }
+
+#[test]
+fn logs_command_prints_filtered_events() {
+    let stack = Stack::new("logcli");
+    block_on(async {
+        let cx = context(&stack).await;
+        let group = cx.names.app_log_group();
+        cx.aws.logs.create_log_group().log_group_name(&group).send().await.unwrap();
+        create_stream(&cx, &group, "app/app/task-1").await;
+        let now = now_millis();
+        put(&cx, &group, "app/app/task-1", &[(now - 2000, "boot ok"), (now - 1000, "ログイン 失敗 user=a")]).await;
+    });
+
+    let json = stack.run(&["logs", "--since", "1h", "--filter", "ログイン 失敗", "--output", "json"]);
+    json.expect_code(0);
+    let events = json.json()["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["message"], "ログイン 失敗 user=a");
+
+    let text = stack.run(&["logs", "--since", "1h"]);
+    text.expect_code(0);
+    assert!(text.stdout.contains("app/app/task-1 boot ok"), "{}", text.stdout);
+
+    let bad = stack.run(&["logs", "--since", "forever"]);
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("forever"), "{}", bad.stderr);
+}
