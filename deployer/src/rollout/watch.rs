@@ -18,7 +18,7 @@ use crate::plan::Cx;
 pub enum Outcome {
     /// The deployment is the only one and runs the desired count.
     Stable,
-    /// The circuit breaker rolled the service back to `restored`; ECS said `reason`.
+    /// The circuit breaker rolled the service back to `restored` (an ARN); ECS said `reason`.
     RolledBackByEcs { reason: String, restored: String },
 }
 
@@ -144,7 +144,7 @@ pub fn check_deployment(service: &Service, task_definition: &str) -> Result<Opti
             .unwrap_or("ECS gave no reason");
         return Ok(Some(Outcome::RolledBackByEcs {
             reason: format!("the deployment of `{revision}` failed and ECS rolled it back: {reason}"),
-            restored: short_arn(running).to_owned(),
+            restored: running.to_owned(),
         }));
     }
     if primary.rollout_state() == Some(&DeploymentRolloutState::Failed) {

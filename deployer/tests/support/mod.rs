@@ -8,8 +8,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const REGION: &str = "ap-northeast-1";
@@ -97,19 +97,24 @@ pub fn unique_app(label: &str) -> String {
 /// every other path answers `status`.
 pub struct HealthServer {
     pub url: String,
+    /// The status `/health` answers; a test may change it while the server runs.
+    pub status: Arc<AtomicU16>,
 }
 
 impl HealthServer {
     pub fn start(status: u16) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
+        let status = Arc::new(AtomicU16::new(status));
+        let shared = Arc::clone(&status);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                answer(stream, status);
+                answer(stream, shared.load(Ordering::SeqCst));
             }
         });
         HealthServer {
             url: format!("http://{addr}/health"),
+            status,
         }
     }
 }
