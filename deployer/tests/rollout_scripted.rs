@@ -194,9 +194,22 @@ impl Scenario {
 
     /// Runs the rollout with short polls; the deployment bound stays the manifest's unless set.
     async fn run(&self, choice: ImageChoice, timeout: Option<Duration>) -> Result<Deployed, Error> {
+        self.run_checking(choice, timeout, None).await
+    }
+
+    /// Runs the rollout with its live check aimed at `health_url` instead of the harness's app.
+    async fn run_checking(
+        &self,
+        choice: ImageChoice,
+        timeout: Option<Duration>,
+        health_url: Option<&str>,
+    ) -> Result<Deployed, Error> {
         let mut manifest = deployer::manifest::load(&self.stack.manifest_path()).unwrap();
         if let Some(timeout) = timeout {
             manifest.deploy.timeout = timeout;
+        }
+        if let Some(url) = health_url {
+            manifest.deploy.health_url = Some(url.parse().unwrap());
         }
         let mut cx = Cx::new(manifest, self.rules.clients(), ACCOUNT.to_owned(), Mode::Apply, Progress::new(true));
         cx.timing = Timing {
@@ -350,16 +363,28 @@ fn describe_task_definition_rule() -> Rule {
 }
 
 fn healthy_targets_rule() -> Rule {
-    mock!(aws_sdk_elasticloadbalancingv2::Client::describe_target_health).then_output(|| {
+    targets_rule(TargetHealthStateEnum::Healthy)
+}
+
+fn targets_rule(state: TargetHealthStateEnum) -> Rule {
+    mock!(aws_sdk_elasticloadbalancingv2::Client::describe_target_health).then_output(move || {
         DescribeTargetHealthOutput::builder()
             .target_health_descriptions(
                 TargetHealthDescription::builder()
                     .target(TargetDescription::builder().id("10.0.1.5").port(8000).build())
-                    .target_health(TargetHealth::builder().state(TargetHealthStateEnum::Healthy).build())
+                    .target_health(TargetHealth::builder().state(state.clone()).build())
                     .build(),
             )
             .build()
     })
+}
+
+/// A loopback port that refuses connections, as an address outside a runner's reach does.
+fn unreachable_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}/health")
 }
 
 fn stopped_task(arn: &str, task_definition: &str, reason: &str) -> Task {
@@ -606,4 +631,29 @@ fn timed_out_build_names_the_limit() {
     assert!(text.contains("could not compile `app`"), "{text}");
     assert_eq!(scenario.register.num_calls(), 0);
     assert_eq!(scenario.update_service.num_calls(), 0);
+}
+
+#[test]
+fn unreachable_url_falls_back_to_healthy_targets() {
+    let scenario = Scenario::new("sfar", NewRevision::Completes).without_stopped_tasks();
+    let url = unreachable_url();
+    let deployed = block_on(scenario.run_checking(image(), None, Some(&url))).unwrap();
+
+    assert_eq!(deployed.task_definition, format!("{}:2", scenario.stack.prefix()));
+    assert_eq!(scenario.update_service.num_calls(), 1);
+}
+
+#[test]
+fn unreachable_url_with_unhealthy_targets_rolls_back() {
+    let mut scenario = Scenario::new("sfarsick", NewRevision::Completes).without_stopped_tasks();
+    scenario.rules.elb = vec![targets_rule(TargetHealthStateEnum::Unhealthy)];
+    let url = unreachable_url();
+    let error = block_on(scenario.run_checking(image(), None, Some(&url))).unwrap_err();
+
+    // The old revision's targets look unhealthy too, so the rollback cannot be verified.
+    assert_eq!(error.exit_code(), exit::NOT_ROLLED_BACK, "{error}");
+    let text = error.to_string();
+    assert!(text.contains("could not be reached from here"), "{text}");
+    assert!(text.contains("0 of 1 target(s) healthy"), "{text}");
+    assert_eq!(scenario.update_service.num_calls(), 2);
 }
