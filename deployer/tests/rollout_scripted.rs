@@ -128,6 +128,8 @@ struct Scenario {
     update_service: Rule,
     register: Rule,
     start_build: Rule,
+    /// The task ARNs `DescribeTasks` was asked for.
+    described_tasks: Arc<Mutex<Vec<String>>>,
 }
 
 fn arn(stack: &Stack, revision: u32) -> String {
@@ -169,15 +171,26 @@ impl Scenario {
             update_service,
             register,
             start_build,
+            described_tasks: Arc::default(),
         }
     }
 
+    /// Tasks of the new revision stop with `reason`: one left from an earlier deployment when the
+    /// watch starts, which must not count, then two more.
     fn with_stopped_tasks(mut self, reason: &'static str) -> Self {
-        self.rules.ecs.push(mock!(aws_sdk_ecs::Client::list_tasks).then_output(|| {
-            ListTasksOutput::builder().task_arns("arn:aws:ecs:task/t1").task_arns("arn:aws:ecs:task/t2").build()
+        let lists = AtomicUsize::new(0);
+        self.rules.ecs.push(mock!(aws_sdk_ecs::Client::list_tasks).then_compute_output(move |_| {
+            let earlier = ListTasksOutput::builder().task_arns("arn:aws:ecs:task/t0");
+            match lists.fetch_add(1, Ordering::SeqCst) {
+                0 => earlier.build(),
+                1 => earlier.task_arns("arn:aws:ecs:task/t1").build(),
+                _ => earlier.task_arns("arn:aws:ecs:task/t1").task_arns("arn:aws:ecs:task/t2").build(),
+            }
         }));
+        let described = Arc::clone(&self.described_tasks);
         let world = Arc::clone(&self.world);
         self.rules.ecs.push(mock!(aws_sdk_ecs::Client::describe_tasks).then_compute_output(move |request| {
+            described.lock().unwrap().extend(request.tasks().iter().cloned());
             let new = world.lock().unwrap().new.clone();
             let tasks = request.tasks().iter().map(|task| stopped_task(task, &new, reason)).collect();
             DescribeTasksOutput::builder().set_tasks(Some(tasks)).build()
@@ -459,6 +472,9 @@ fn image_pull_errors_stop_the_wait_and_roll_back() {
     let text = error.to_string();
     assert!(text.contains("the image could not be pulled"), "{text}");
     assert!(text.contains("CannotPullContainerError"), "{text}");
+    assert!(text.contains("2 tasks of"), "{text}");
+    let described = scenario.described_tasks.lock().unwrap().clone();
+    assert!(!described.contains(&"arn:aws:ecs:task/t0".to_owned()), "{described:?}");
     // The switch, then the rollback to revision 1.
     assert_eq!(scenario.update_service.num_calls(), 2);
     assert_eq!(scenario.world.lock().unwrap().running, arn(&scenario.stack, 1));

@@ -92,6 +92,7 @@ struct Seen {
     stops: BTreeMap<StopCause, Vec<String>>,
     targets: Option<String>,
     primed: bool,
+    tasks_primed: bool,
 }
 
 /// Waits until the service runs `task_definition` steadily, failing fast on what ECS reports.
@@ -199,7 +200,8 @@ fn report_events(cx: &Cx, service: &Service, seen: &mut Seen) {
 }
 
 /// Reads the tasks of `task_definition` that stopped, prints each once and fails when one cause
-/// repeats past its limit.
+/// repeats past its limit. ECS lists stopped tasks for about an hour, so those already stopped
+/// at the first read belong to an earlier deployment, possibly of the same revision, and do not count.
 async fn check_stopped_tasks(cx: &Cx, task_definition: &str, seen: &mut Seen) -> Result<()> {
     let cluster = cx.names.cluster();
     let listed = cx
@@ -212,6 +214,11 @@ async fn check_stopped_tasks(cx: &Cx, task_definition: &str, seen: &mut Seen) ->
         .send()
         .await
         .map_err(|e| Error::aws("list the stopped tasks of", cx.names.service(), e))?;
+    if !seen.tasks_primed {
+        seen.tasks_primed = true;
+        seen.stopped_tasks.extend(listed.task_arns().iter().cloned());
+        return Ok(());
+    }
     let fresh: Vec<String> =
         listed.task_arns().iter().filter(|arn| !seen.stopped_tasks.contains(*arn)).take(100).cloned().collect();
     if fresh.is_empty() {
