@@ -673,3 +673,16 @@ fn unreachable_url_with_unhealthy_targets_rolls_back() {
     assert!(text.contains("0 of 1 target(s) healthy"), "{text}");
     assert_eq!(scenario.update_service.num_calls(), 2);
 }
+
+#[test]
+fn untrusted_certificate_fails_the_tls_step() {
+    let scenario = Scenario::new("stls", NewRevision::Completes).without_stopped_tasks();
+    let server = support::UntrustedTls::start();
+    let error = block_on(scenario.run_checking(image(), None, Some(&server.url))).unwrap_err();
+
+    // The old revision answers through the same certificate, so the rollback is not verified.
+    assert_eq!(error.exit_code(), exit::NOT_ROLLED_BACK, "{error}");
+    let text = error.to_string();
+    assert!(text.contains("step `tls`"), "{text}");
+    assert!(text.contains("certificate"), "{text}");
+}

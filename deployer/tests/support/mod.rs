@@ -34,6 +34,39 @@ fn moto_server_path() -> PathBuf {
 }
 
 /// The Python of the emulator's virtualenv, which has boto3 for the fake CodeBuild.
+/// An HTTPS server on 127.0.0.1 whose self-signed certificate no client trusts; it ends when the
+/// value is dropped.
+pub struct UntrustedTls {
+    pub url: String,
+    child: Child,
+}
+
+impl UntrustedTls {
+    pub fn start() -> Self {
+        let mut child = Command::new(python_path())
+            .arg(repo_root().join("tests/emulator/untrusted_tls.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start untrusted_tls.py");
+        let mut port = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut port).unwrap();
+        UntrustedTls {
+            url: format!("https://127.0.0.1:{}/health", port.trim()),
+            child,
+        }
+    }
+}
+
+impl Drop for UntrustedTls {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn python_path() -> PathBuf {
     moto_server_path().parent().unwrap().join("python")
 }
