@@ -382,6 +382,13 @@ async fn update(cli: &Cli, args: &DeployArgs) -> Result<()> {
     cx.progress.phase("stack");
     let drift = plan::run(&cx, Kind::ALL, Operation::Converge).await?;
     require_stack(&cx, &drift)?;
+    if rollout::service::find(&cx).await?.is_none() {
+        return Err(Error::Input(format!(
+            "{} `{}` does not exist yet; run `deployer up` first",
+            rollout::service::SERVICE,
+            cx.names.service()
+        )));
+    }
     cx.mode = Mode::Apply;
     let deployed = recorded(&cx, "update", rollout::apply(&cx, &image).await).await?;
     finish(cli, &cx, "update", &deployed.changes, Some(app_url(&cx)), Some(&deployed));
@@ -456,8 +463,12 @@ fn require_stack(cx: &Cx, drift: &[Change]) -> Result<()> {
     Ok(())
 }
 
-/// Stores the rollout's result for `status`, then passes it on.
+/// Stores the rollout's result for `status`, then passes it on. Invalid input deployed nothing,
+/// so it leaves the last real deploy on record.
 async fn recorded(cx: &Cx, command: &str, result: Result<rollout::Deployed>) -> Result<rollout::Deployed> {
+    if result.as_ref().is_err_and(|error| error.exit_code() == crate::error::exit::INPUT) {
+        return result;
+    }
     let mut last = rollout::history::LastDeploy::new(
         command,
         match &result {

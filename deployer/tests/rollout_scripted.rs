@@ -36,6 +36,7 @@ use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use deployer::aws::Clients;
 use deployer::error::{exit, Error};
+use deployer::manifest::Manifest;
 use deployer::output::Progress;
 use deployer::plan::{Cx, Mode, Timing};
 use deployer::rollout::{self, Deployed, ImageChoice};
@@ -207,23 +208,24 @@ impl Scenario {
 
     /// Runs the rollout with short polls; the deployment bound stays the manifest's unless set.
     async fn run(&self, choice: ImageChoice, timeout: Option<Duration>) -> Result<Deployed, Error> {
-        self.run_checking(choice, timeout, None).await
+        self.run_with(choice, |manifest| {
+            if let Some(timeout) = timeout {
+                manifest.deploy.timeout = timeout;
+            }
+        })
+        .await
     }
 
     /// Runs the rollout with its live check aimed at `health_url` instead of the harness's app.
-    async fn run_checking(
-        &self,
-        choice: ImageChoice,
-        timeout: Option<Duration>,
-        health_url: Option<&str>,
-    ) -> Result<Deployed, Error> {
+    async fn run_checking(&self, choice: ImageChoice, health_url: &str) -> Result<Deployed, Error> {
+        self.run_with(choice, |manifest| manifest.deploy.health_url = Some(health_url.parse().unwrap()))
+            .await
+    }
+
+    /// Runs the rollout on the stack's manifest after `edit`.
+    async fn run_with(&self, choice: ImageChoice, edit: impl FnOnce(&mut Manifest)) -> Result<Deployed, Error> {
         let mut manifest = deployer::manifest::load(&self.stack.manifest_path()).unwrap();
-        if let Some(timeout) = timeout {
-            manifest.deploy.timeout = timeout;
-        }
-        if let Some(url) = health_url {
-            manifest.deploy.health_url = Some(url.parse().unwrap());
-        }
+        edit(&mut manifest);
         let mut cx = Cx::new(manifest, self.rules.clients(), ACCOUNT.to_owned(), Mode::Apply, Progress::new(true));
         cx.timing = Timing {
             build_poll: Duration::from_millis(10),
@@ -653,7 +655,7 @@ fn timed_out_build_names_the_limit() {
 fn unreachable_url_falls_back_to_healthy_targets() {
     let scenario = Scenario::new("sfar", NewRevision::Completes).without_stopped_tasks();
     let url = unreachable_url();
-    let deployed = block_on(scenario.run_checking(image(), None, Some(&url))).unwrap();
+    let deployed = block_on(scenario.run_checking(image(), &url)).unwrap();
 
     assert_eq!(deployed.task_definition, format!("{}:2", scenario.stack.prefix()));
     assert_eq!(scenario.update_service.num_calls(), 1);
@@ -664,7 +666,7 @@ fn unreachable_url_with_unhealthy_targets_rolls_back() {
     let mut scenario = Scenario::new("sfarsick", NewRevision::Completes).without_stopped_tasks();
     scenario.rules.elb = vec![targets_rule(TargetHealthStateEnum::Unhealthy)];
     let url = unreachable_url();
-    let error = block_on(scenario.run_checking(image(), None, Some(&url))).unwrap_err();
+    let error = block_on(scenario.run_checking(image(), &url)).unwrap_err();
 
     // The old revision's targets look unhealthy too, so the rollback cannot be verified.
     assert_eq!(error.exit_code(), exit::NOT_ROLLED_BACK, "{error}");
@@ -678,11 +680,20 @@ fn unreachable_url_with_unhealthy_targets_rolls_back() {
 fn untrusted_certificate_fails_the_tls_step() {
     let scenario = Scenario::new("stls", NewRevision::Completes).without_stopped_tasks();
     let server = support::UntrustedTls::start();
-    let error = block_on(scenario.run_checking(image(), None, Some(&server.url))).unwrap_err();
+    let error = block_on(scenario.run_checking(image(), &server.url)).unwrap_err();
 
     // The old revision answers through the same certificate, so the rollback is not verified.
     assert_eq!(error.exit_code(), exit::NOT_ROLLED_BACK, "{error}");
     let text = error.to_string();
     assert!(text.contains("step `tls`"), "{text}");
     assert!(text.contains("certificate"), "{text}");
+}
+
+#[test]
+fn unresolved_domain_falls_back_to_healthy_targets() {
+    let scenario = Scenario::new("snodns", NewRevision::Completes).without_stopped_tasks();
+    // The default live URL is `https://{domain}/health`, and `.test` names never resolve.
+    let deployed = block_on(scenario.run_with(image(), |manifest| manifest.deploy.health_url = None)).unwrap();
+
+    assert_eq!(deployed.task_definition, format!("{}:2", scenario.stack.prefix()));
 }

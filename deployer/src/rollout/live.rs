@@ -53,11 +53,15 @@ pub async fn check(cx: &Cx) -> Result<()> {
     let url = health_url(cx)?;
     let client = http_client(cx)?;
 
-    resolve(cx, &url).await?;
+    // A domain that does not resolve yet, often before its DNS record exists, is one this
+    // machine cannot reach, not an unhealthy app.
+    if let Err(failure) = retry(cx, "dns", || resolve(&url)).await {
+        return unreachable_fallback(cx, "dns", &url, failure.problem()).await;
+    }
     let health = retry(cx, "health", || health_try(&client, &url)).await;
     match health {
         Ok(()) => cx.progress.say(format!("live check: `{url}` answered 200")),
-        Err(Failure::Unreachable(problem)) => return unreachable_fallback(cx, &url, &problem).await,
+        Err(Failure::Unreachable(problem)) => return unreachable_fallback(cx, "health", &url, &problem).await,
         Err(Failure::Tls(problem)) => return Err(step_failed(cx, "tls", &url, &problem)),
         Err(Failure::Wrong(problem)) => return Err(step_failed(cx, "health", &url, &problem)),
     }
@@ -80,17 +84,25 @@ fn http_client(cx: &Cx) -> Result<reqwest::Client> {
 }
 
 fn step_failed(cx: &Cx, step: &str, url: &Url, problem: &str) -> Error {
+    step_failed_with(cx, step, url, problem, "")
+}
+
+/// The error of a failed step; `detail` follows the problem, such as the target health.
+fn step_failed_with(cx: &Cx, step: &str, url: &Url, problem: &str, detail: &str) -> Error {
     let hint = match step {
         "dns" => format!(
-            "point `{}` at the load balancer{}",
+            "point `{}` at the load balancer{}, or set `deploy.health_url` to an address this machine can reach",
             url.host_str().unwrap_or_default(),
             cx.outputs().load_balancer_dns.as_deref().map(|dns| format!(" `{dns}`")).unwrap_or_default()
         ),
         "tls" => "check that the certificate covers the domain and is `ISSUED`".to_owned(),
-        _ => format!("read the app's log with `deployer logs` (log group `{}`)", cx.names.app_log_group()),
+        _ => format!(
+            "read the app's log with `deployer logs` (log group `{}`), or set `deploy.health_url` to an address this machine can reach",
+            cx.names.app_log_group()
+        ),
     };
     Error::Failed(format!(
-        "the live check failed at step `{step}`: `{url}` {problem} after {} tries; {hint}",
+        "the live check failed at step `{step}`: `{url}` {problem} after {} tries{detail}; {hint}",
         cx.timing.live_attempts
     ))
 }
@@ -118,19 +130,16 @@ where
 }
 
 /// The step `dns`: the host resolves. An address in the URL needs no lookup.
-async fn resolve(cx: &Cx, url: &Url) -> Result<()> {
+async fn resolve(url: &Url) -> Try {
     let Some(url::Host::Domain(host)) = url.host() else {
         return Ok(());
     };
     let port = url.port_or_known_default().unwrap_or(443);
-    let lookup = || async move {
-        match tokio::net::lookup_host((host, port)).await.map(|mut addresses| addresses.next()) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(Failure::Wrong("resolved to no address".to_owned())),
-            Err(error) => Err(Failure::Wrong(format!("does not resolve ({error})"))),
-        }
-    };
-    retry(cx, "dns", lookup).await.map_err(|failure| step_failed(cx, "dns", url, failure.problem()))
+    match tokio::net::lookup_host((host, port)).await.map(|mut addresses| addresses.next()) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Failure::Unreachable(format!("`{host}` resolved to no address"))),
+        Err(error) => Err(Failure::Unreachable(format!("`{host}` does not resolve ({error})"))),
+    }
 }
 
 async fn health_try(client: &reqwest::Client, url: &Url) -> Try {
@@ -166,12 +175,12 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// When the live URL cannot be reached from here, the load balancer's own view decides.
-async fn unreachable_fallback(cx: &Cx, url: &Url, problem: &str) -> Result<()> {
+async fn unreachable_fallback(cx: &Cx, step: &str, url: &Url, problem: &str) -> Result<()> {
     cx.progress.say(format!(
-        "live check: `{url}` {problem}; this machine may be outside `network.allowed_cidrs`. Reading the target health instead"
+        "live check: `{url}` {problem}, so reading the load balancer's target health instead; this machine may be outside `network.allowed_cidrs` or the domain may not point at the load balancer yet"
     ));
     let Some(target_group) = cx.outputs().target_group_arn.clone() else {
-        return Err(step_failed(cx, "health", url, problem));
+        return Err(step_failed(cx, step, url, problem));
     };
     let health = cx
         .aws
@@ -193,10 +202,8 @@ async fn unreachable_fallback(cx: &Cx, url: &Url, problem: &str) -> Result<()> {
         ));
         return Ok(());
     }
-    Err(Error::Failed(format!(
-        "the live check failed at step `health`: `{url}` {problem}, and the load balancer reports {healthy} of {} target(s) healthy; set `deploy.health_url` to an address this machine can reach, or read the app's log with `deployer logs`",
-        states.len()
-    )))
+    let detail = format!(", and the load balancer reports {healthy} of {} target(s) healthy", states.len());
+    Err(step_failed_with(cx, step, url, problem, &detail))
 }
 
 /// What the login redirect must carry.

@@ -188,11 +188,14 @@ pub async fn apply(cx: &Cx, choice: &ImageChoice) -> Result<Deployed> {
     let change = service::apply(cx, service.as_ref(), &task_definition).await?;
     let switched = change.is_some();
     changes.extend(change);
-    let previous = running.filter(|running| *running != task_definition);
-    if switched {
-        verify_switch(cx, &task_definition, previous.as_deref()).await?;
-    } else {
-        verify_unchanged(cx, &task_definition).await?;
+    // A new service has nothing to return to; a changed count or secret keeps the revision, so
+    // a failure leaves the same version running and there is nothing to roll back either.
+    match (switched, &running) {
+        (true, None) => verify_switch(cx, &task_definition, None).await?,
+        (true, Some(running)) if *running != task_definition => {
+            verify_switch(cx, &task_definition, Some(running)).await?
+        }
+        _ => verify_unchanged(cx, &task_definition).await?,
     }
     Ok(Deployed {
         changes,
