@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::manifest::{self, Manifest, SecretRef};
-use crate::output::{print_json, Format, Progress};
+use crate::output::{print_json, print_line, Format, Progress};
 use crate::plan::{self, Change, Cx, Mode, Operation, Summary};
 use crate::resources::Kind;
 use crate::rollout::{self, ImageChoice};
@@ -126,20 +126,26 @@ struct Report<'a> {
     /// The version and revision that run after `up`, `update` or `rollback`.
     #[serde(skip_serializing_if = "Option::is_none")]
     deployed: Option<&'a rollout::Deployed>,
+    /// Resources that differ from the manifest and that `update` left as they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drift: Option<usize>,
     phases: Vec<crate::output::Phase>,
     elapsed_seconds: f64,
 }
 
 /// Parses the arguments, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return command_line_error(&error),
+    };
     init_logging(cli.verbose);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: failed to start the async runtime: {error}");
-            return ExitCode::from(1);
+            return ExitCode::from(crate::error::exit::FAILED);
         }
     };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(run(&cli))));
@@ -151,6 +157,27 @@ pub fn main() -> ExitCode {
     };
     report_error(&cli, &error);
     ExitCode::from(error.exit_code())
+}
+
+/// Prints clap's message (help and version go to stdout with exit 0), and for `--output json`
+/// also the JSON error object, since CI parses stdout even when the command line is wrong.
+fn command_line_error(error: &clap::Error) -> ExitCode {
+    let _ = error.print();
+    if !error.use_stderr() {
+        return ExitCode::SUCCESS;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let wants_json = args.iter().any(|arg| arg == "--output=json")
+        || args.windows(2).any(|pair| pair[0] == "--output" && pair[1] == "json");
+    if wants_json {
+        let message = error.kind().as_str().map(str::to_owned).unwrap_or_else(|| "invalid command line".into());
+        print_json(&serde_json::json!({
+            "status": "error",
+            "error": format!("invalid command line: {message}; see `deployer --help`"),
+            "exit_code": crate::error::exit::INPUT,
+        }));
+    }
+    ExitCode::from(crate::error::exit::INPUT)
 }
 
 fn init_logging(verbose: bool) {
@@ -166,7 +193,7 @@ fn init_logging(verbose: bool) {
 
 /// Prints `error:` with the cause chain and a hint, as people and CI logs read it.
 fn report_error(cli: &Cli, error: &Error) {
-    let mut text = format!("error: {error}");
+    let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         text.push_str(&format!("\n  caused by: {cause}"));
@@ -175,9 +202,31 @@ fn report_error(cli: &Cli, error: &Error) {
     if let Some(hint) = error.hint() {
         text.push_str(&format!("\n  hint: {hint}"));
     }
-    eprintln!("{text}");
+    eprintln!("error: {text}");
     if cli.output == Format::Json {
-        print_json(&serde_json::json!({ "status": "error", "error": text, "exit_code": error.exit_code() }));
+        print_json(&serde_json::json!({
+            "command": cli.command.name(),
+            "status": "error",
+            "error": text,
+            "exit_code": error.exit_code(),
+        }));
+    }
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Validate(_) => "validate",
+            Command::Plan(_) => "plan",
+            Command::Up(_) => "up",
+            Command::Update(_) => "update",
+            Command::Rollback(_) => "rollback",
+            Command::Logs(_) => "logs",
+            Command::Destroy(_) => "destroy",
+            Command::Bundle(_) => "bundle",
+            Command::Status(_) => "status",
+        }
     }
 }
 
@@ -271,7 +320,7 @@ fn bundle(cli: &Cli, args: &ManifestArg) -> Result<()> {
                 eprintln!("  {file}");
             }
             eprintln!("{} files, {} bytes, sha256 `{}`", bundle.files.len(), bundle.bytes.len(), bundle.sha256);
-            println!("{}", bundle.image_tag());
+            print_line(&bundle.image_tag());
         }
     }
     Ok(())
@@ -280,7 +329,7 @@ fn bundle(cli: &Cli, args: &ManifestArg) -> Result<()> {
 /// Loads the manifest, the AWS configuration and the caller's account into a context.
 async fn context(cli: &Cli, path: &std::path::Path, mode: Mode) -> Result<Cx> {
     let manifest = manifest::load(path)?;
-    let client_secret = read_client_secret(&manifest, mode)?;
+    let client_secret = read_client_secret(&manifest, matches!(cli.command, Command::Up(_)))?;
     let config = crate::aws::load_config(&manifest.aws.region).await;
     let clients = crate::aws::Clients::new(&config);
     let account_id = caller_account(&clients).await?;
@@ -307,14 +356,15 @@ async fn context(cli: &Cli, path: &std::path::Path, mode: Mode) -> Result<Cx> {
     Ok(cx)
 }
 
-/// Reads the client secret from the variable the manifest names. `up` needs it; `plan` can do without.
-fn read_client_secret(manifest: &Manifest, mode: Mode) -> Result<Option<SecretString>> {
+/// Reads the client secret from the variable the manifest names. Only `up` stores it, so only
+/// `up` requires it; the other commands compare it when it is set.
+fn read_client_secret(manifest: &Manifest, required: bool) -> Result<Option<SecretString>> {
     let SecretRef::Env(variable) = &manifest.databricks.client_secret else {
         return Ok(None);
     };
     match std::env::var(variable) {
         Ok(value) if !value.is_empty() => Ok(Some(SecretString::new(value))),
-        _ if mode == Mode::Plan => Ok(None),
+        _ if !required => Ok(None),
         _ => Err(Error::Input(format!(
             "environment variable `{variable}` named by `databricks.client_secret` is not set or empty; export it with the OAuth app's client secret"
         ))),
@@ -340,14 +390,9 @@ fn image_choice(args: &DeployArgs) -> Result<ImageChoice> {
     let Some(uri) = &args.image else {
         return Ok(ImageChoice::Build);
     };
-    let valid = !uri.is_empty()
-        && uri.len() <= 255
-        && !uri.contains("://")
-        && !uri.starts_with(['/', ':', '@'])
-        && uri.chars().all(|c| c.is_ascii_alphanumeric() || "-._/:@".contains(c));
-    if !valid {
+    if let Err(problem) = rollout::reference::parse(uri) {
         return Err(Error::Input(format!(
-            "invalid `--image` `{}`; write `REPOSITORY[:TAG]` or `REPOSITORY@sha256:DIGEST`, such as `123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/app@sha256:...`, without `https://`",
+            "invalid `--image` `{}`: {problem}; write `REPOSITORY[:TAG]` or `REPOSITORY@sha256:DIGEST`, such as `123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/app@sha256:...`, without `https://`",
             uri.escape_debug()
         )));
     }
@@ -359,7 +404,7 @@ async fn plan_command(cli: &Cli, args: &DeployArgs) -> Result<()> {
     let cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
     let mut changes = plan::run(&cx, Kind::ALL, Operation::Converge).await?;
     changes.extend(rollout::plan(&cx, &image).await?);
-    finish(cli, &cx, "plan", &changes, None, None);
+    finish(cli, &cx, "plan", &changes, Ending::default());
     Ok(())
 }
 
@@ -368,10 +413,10 @@ async fn up(cli: &Cli, args: &DeployArgs) -> Result<()> {
     let cx = context(cli, &args.manifest.manifest, Mode::Apply).await?;
     cx.progress.phase("stack");
     let mut changes = plan::run(&cx, Kind::ALL, Operation::Converge).await?;
-    let deployed = recorded(&cx, "up", rollout::apply(&cx, &image).await).await?;
+    let deployed = recorded(&cx, "up", until_interrupted(&cx, rollout::apply(&cx, &image)).await).await?;
     changes.extend(deployed.changes.iter().cloned());
     remind_dns(&cx);
-    finish(cli, &cx, "up", &changes, Some(app_url(&cx)), Some(&deployed));
+    finish(cli, &cx, "up", &changes, Ending::deployed(&cx, &deployed));
     Ok(())
 }
 
@@ -390,8 +435,12 @@ async fn update(cli: &Cli, args: &DeployArgs) -> Result<()> {
         )));
     }
     cx.mode = Mode::Apply;
-    let deployed = recorded(&cx, "update", rollout::apply(&cx, &image).await).await?;
-    finish(cli, &cx, "update", &deployed.changes, Some(app_url(&cx)), Some(&deployed));
+    let deployed = recorded(&cx, "update", until_interrupted(&cx, rollout::apply(&cx, &image)).await).await?;
+    let ending = Ending {
+        drift: drift.len(),
+        ..Ending::deployed(&cx, &deployed)
+    };
+    finish(cli, &cx, "update", &deployed.changes, ending);
     Ok(())
 }
 
@@ -401,8 +450,9 @@ async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<()> {
     cx.progress.phase("stack");
     plan::run(&cx, Kind::ALL, Operation::Converge).await?;
     cx.mode = Mode::Apply;
-    let deployed = recorded(&cx, "rollback", rollout::rollback(&cx, args.to.as_deref()).await).await?;
-    finish(cli, &cx, "rollback", &deployed.changes, Some(app_url(&cx)), Some(&deployed));
+    let rolled = until_interrupted(&cx, rollout::rollback(&cx, args.to.as_deref())).await;
+    let deployed = recorded(&cx, "rollback", rolled).await?;
+    finish(cli, &cx, "rollback", &deployed.changes, Ending::deployed(&cx, &deployed));
     Ok(())
 }
 
@@ -424,8 +474,8 @@ async fn logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
     let stream_json = cli.output == Format::Json && args.follow;
     let mut collected = Vec::new();
     crate::logs::read(&cx, &query, FOLLOW_POLL, stop, |event| match cli.output {
-        Format::Text => println!("{} {} {}", event.time, event.stream, event.message.trim_end()),
-        Format::Json if stream_json => println!("{}", serde_json::to_string(event).unwrap_or_default()),
+        Format::Text => print_line(&format!("{} {} {}", event.time, event.stream, printable(event.message.trim_end()))),
+        Format::Json if stream_json => print_line(&serde_json::to_string(event).unwrap_or_default()),
         Format::Json => collected.push(event.clone()),
     })
     .await?;
@@ -433,6 +483,19 @@ async fn logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
         print_json(&serde_json::json!({ "command": "logs", "status": "ok", "events": collected }));
     }
     Ok(())
+}
+
+/// A log message with control characters other than tabs and line breaks escaped, so that a
+/// message cannot move the cursor or change colours in the reader's terminal.
+fn printable(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| match c {
+            '\t' | '\n' => c.to_string(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 fn app_url(cx: &Cx) -> String {
@@ -463,6 +526,48 @@ fn require_stack(cx: &Cx, drift: &[Change]) -> Result<()> {
     Ok(())
 }
 
+/// Runs the rollout until it ends or SIGINT or SIGTERM arrives, as when a CI job is cancelled.
+/// There is no time for a rollback then, so the error says what runs and what to do.
+async fn until_interrupted<T>(cx: &Cx, rollout: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::select! {
+        result = rollout => result,
+        signal = interrupt() => {
+            let state = match cx.outputs().switch.clone() {
+                None => "the service's revision did not change".to_owned(),
+                Some(crate::plan::Switch { to, from: Some(from) }) => format!(
+                    "ECS was switching the service to `{to}`, which was not verified; `{from}` ran before. Run `deployer status`, then `deployer rollback --to {from}` if `{to}` is not healthy"
+                ),
+                Some(crate::plan::Switch { to, from: None }) => format!(
+                    "ECS was starting the service's first revision `{to}`, which was not verified; run `deployer status`"
+                ),
+            };
+            Err(Error::Interrupted { signal, state })
+        }
+    }
+}
+
+/// Resolves with the name of the first SIGINT or SIGTERM. A handler that cannot be installed
+/// never resolves, so that it cannot end a rollout by itself.
+async fn interrupt() -> &'static str {
+    async fn ctrl_c() {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                () = ctrl_c() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+        }
+    }
+    ctrl_c().await;
+    "SIGINT"
+}
+
 /// Stores the rollout's result for `status`, then passes it on. Invalid input deployed nothing,
 /// so it leaves the last real deploy on record.
 async fn recorded(cx: &Cx, command: &str, result: Result<rollout::Deployed>) -> Result<rollout::Deployed> {
@@ -475,6 +580,7 @@ async fn recorded(cx: &Cx, command: &str, result: Result<rollout::Deployed>) -> 
             Ok(_) => "succeeded",
             Err(Error::RolledBack { .. }) => "rolled_back",
             Err(Error::NotRolledBack { .. }) => "not_rolled_back",
+            Err(Error::Interrupted { .. }) => "interrupted",
             Err(_) => "failed",
         },
     );
@@ -500,7 +606,7 @@ async fn destroy(cli: &Cli, args: &DestroyArgs) -> Result<()> {
     let cx = context(cli, &args.manifest.manifest, Mode::Apply).await?;
     let mut changes = rollout::service::destroy(&cx).await?;
     changes.extend(plan::run(&cx, Kind::ALL, Operation::Destroy).await?);
-    finish(cli, &cx, "destroy", &changes, None, None);
+    finish(cli, &cx, "destroy", &changes, Ending::default());
     Ok(())
 }
 
@@ -520,7 +626,27 @@ fn remind_dns(cx: &Cx) {
 }
 
 /// Prints the changes and their summary for people (stderr) or machines (stdout).
-fn finish(cli: &Cli, cx: &Cx, command: &str, changes: &[Change], url: Option<String>, deployed: Option<&rollout::Deployed>) {
+/// What a command reports after its changes.
+#[derive(Debug, Default)]
+struct Ending<'a> {
+    url: Option<String>,
+    deployed: Option<&'a rollout::Deployed>,
+    /// Resources that differ from the manifest and that `update` left as they are.
+    drift: usize,
+}
+
+impl<'a> Ending<'a> {
+    fn deployed(cx: &Cx, deployed: &'a rollout::Deployed) -> Self {
+        Ending {
+            url: Some(app_url(cx)),
+            deployed: Some(deployed),
+            drift: 0,
+        }
+    }
+}
+
+fn finish(cli: &Cli, cx: &Cx, command: &str, changes: &[Change], ending: Ending<'_>) {
+    let Ending { url, deployed, drift } = ending;
     let summary = Summary::of(changes);
     let phases = cx.progress.phases();
     match cli.output {
@@ -531,8 +657,9 @@ fn finish(cli: &Cli, cx: &Cx, command: &str, changes: &[Change], url: Option<Str
             summary,
             url,
             deployed,
+            drift: (drift > 0).then_some(drift),
             phases,
-            elapsed_seconds: cx.progress.elapsed().as_secs_f64(),
+            elapsed_seconds: (cx.progress.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         }),
         Format::Text => {
             for change in changes {
@@ -541,6 +668,9 @@ fn finish(cli: &Cli, cx: &Cx, command: &str, changes: &[Change], url: Option<Str
             match (command, summary.is_empty()) {
                 ("plan", true) => eprintln!("no changes: the stack matches the manifest"),
                 ("plan", false) => eprintln!("plan: {summary}"),
+                (_, true) if drift > 0 => eprintln!(
+                    "{command}: no changes to the app; {drift} resource(s) differ from the manifest, see `deployer plan`"
+                ),
                 (_, true) => eprintln!("{command}: no changes, everything is up to date"),
                 (_, false) => eprintln!("{command}: {summary} (done)"),
             }

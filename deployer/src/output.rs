@@ -118,7 +118,22 @@ pub fn phase_summary(phases: &[Phase]) -> String {
 /// Prints a serialisable result as one JSON object on stdout.
 pub fn print_json<T: Serialize>(value: &T) {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}"));
-    println!("{text}");
+    print_line(&text);
+}
+
+/// Prints one line of data on stdout. A reader that closed the pipe, as `head -1` does, wants no
+/// more, so the process ends quietly with exit code 0; any other write error ends it with 1.
+pub fn print_line(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let written = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "error: failed to write to stdout: {error}");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// True when colour may be used on stderr: a terminal, and `NO_COLOR` unset.
