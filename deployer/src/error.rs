@@ -42,8 +42,12 @@ pub enum Error {
 
     /// The new version failed after ECS started switching to it, and the previous version could
     /// not be restored: a person has to look.
-    #[error("{reason}; the rollback did not complete: {problem}")]
+    #[error("{reason}; the rollback did not restore a healthy version: {problem}")]
     NotRolledBack { reason: String, problem: String },
+
+    /// A signal stopped the command; `state` says what it left behind.
+    #[error("interrupted by {signal}; {state}")]
+    Interrupted { signal: &'static str, state: String },
 
     /// A bug in the deployer: a state it should never reach.
     #[error("internal error: {0}")]
@@ -58,10 +62,12 @@ pub mod exit {
     pub const INPUT: u8 = 2;
     /// The new version failed after the switch and the previous one runs again.
     pub const ROLLED_BACK: u8 = 3;
-    /// The new version failed after the switch and the rollback did not complete.
+    /// The new version failed after the switch and the rollback did not restore a healthy version.
     pub const NOT_ROLLED_BACK: u8 = 4;
     /// A bug in the deployer.
     pub const INTERNAL: u8 = 5;
+    /// Interrupted by SIGINT or SIGTERM, as shells report a process that a signal ended.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// An AWS SDK error rendered as its chain of causes, each `Display`ed once.
@@ -113,6 +119,7 @@ impl Error {
             Error::RolledBack { .. } => exit::ROLLED_BACK,
             Error::NotRolledBack { .. } => exit::NOT_ROLLED_BACK,
             Error::Internal(_) => exit::INTERNAL,
+            Error::Interrupted { .. } => exit::INTERRUPTED,
             _ => exit::FAILED,
         }
     }

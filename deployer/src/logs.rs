@@ -116,7 +116,15 @@ fn filter_pattern(text: &str) -> Result<String> {
             text.escape_debug()
         )));
     }
-    Ok(format!("\"{text}\""))
+    let pattern = format!("\"{text}\"");
+    // FilterLogEvents takes a pattern of at most 1,024 characters.
+    if pattern.chars().count() > 1024 {
+        return Err(Error::Input(format!(
+            "`--filter` has {} characters, and CloudWatch Logs takes at most 1,022; filter on a shorter part of the text",
+            text.chars().count()
+        )));
+    }
+    Ok(pattern)
 }
 
 /// The log group to read and how to explain that it is missing.
@@ -342,6 +350,13 @@ mod tests {
                 "{text}: {message}"
             );
         }
+    }
+
+    #[test]
+    fn filter_pattern_rejects_long_text() {
+        assert!(filter_pattern(&"a".repeat(1022)).is_ok());
+        let error = filter_pattern(&"a".repeat(1023)).unwrap_err().to_string();
+        assert!(error.contains("1023 characters"), "{error}");
     }
 
     #[test]

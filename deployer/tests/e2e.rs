@@ -476,3 +476,69 @@ fn progress_events_are_json_lines() {
     assert_eq!(event["event"], "progress");
     assert!(event["message"].as_str().unwrap().contains("reading"), "{first}");
 }
+
+#[test]
+fn interrupted_update_says_what_runs() {
+    let stack = Stack::with_health("stopped", 503);
+    stack.up().expect_code(4);
+    std::fs::write(stack.dir.path().join("source/app/src/main.rs"), "fn main() { println!(\"v2\"); }\n").unwrap();
+
+    // Interrupt during the live check of revision 2, which answers 503 for a while.
+    let mut builder = stack.fake_codebuild();
+    let mut child = stack
+        .command(&["update", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut printed = String::new();
+    for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.contains("live check `health` 1/") {
+            let pid = child.id().to_string();
+            std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        }
+    }
+    let status = child.wait().unwrap();
+    let _ = builder.kill();
+    let _ = builder.wait();
+
+    assert_eq!(status.code(), Some(130), "{printed}");
+    let prefix = stack.prefix();
+    assert!(printed.contains("interrupted by SIGINT"), "{printed}");
+    assert!(printed.contains(&format!("switching the service to `{prefix}:2`")), "{printed}");
+    assert!(printed.contains(&format!("rollback --to {prefix}:1")), "{printed}");
+    let status = stack.run(&["status", "--output", "json"]);
+    assert_eq!(status.json()["service"]["last_deploy"]["result"], "interrupted");
+}
+
+#[test]
+fn destroy_needs_no_client_secret() {
+    let stack = Stack::new("nosecret");
+    let mut command = stack.command(&["destroy", "--yes"]);
+    command.env_remove("DATABRICKS_CLIENT_SECRET");
+    let run = Run::from(command.output().unwrap());
+    run.expect_code(0);
+}
+
+#[test]
+fn image_missing_from_own_repository_is_input_error() {
+    let stack = Stack::new("noimage");
+    stack.up().expect_code(0);
+    let repository = stack.run(&["status", "--output", "json"]).json()["service"]["image"]
+        .as_str()
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    let run = stack.run(&["update", "--image", &format!("{repository}:src-missing")]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("is not in the repository"), "{}", run.stderr);
+
+    let tagged = stack.run(&["update", "--image", &format!("{repository}:{}", stack.image_tag()), "--output", "json"]);
+    tagged.expect_code(0);
+    assert_eq!(tagged.changes(), Vec::new(), "a tag of the running image pins the same digest");
+}

@@ -524,7 +524,7 @@ fn failing_health_everywhere_is_not_rolled_back() {
     let error = block_on(scenario.run(image(), None)).unwrap_err();
 
     assert_eq!(error.exit_code(), exit::NOT_ROLLED_BACK, "{error}");
-    assert!(error.to_string().contains("the rollback did not complete"), "{error}");
+    assert!(error.to_string().contains("the rollback did not restore a healthy version"), "{error}");
 }
 
 #[test]
@@ -687,6 +687,7 @@ fn untrusted_certificate_fails_the_tls_step() {
     let text = error.to_string();
     assert!(text.contains("step `tls`"), "{text}");
     assert!(text.contains("certificate"), "{text}");
+    assert!(text.contains(&format!("`{}:1` failed in the same way", scenario.stack.prefix())), "{text}");
 }
 
 #[test]

@@ -44,6 +44,15 @@ pub struct Outputs {
     pub cluster_arn: Option<String>,
     /// Set when this run stored a new secret value, which running tasks only read at start.
     pub secrets_changed: bool,
+    /// Set once the rollout asked ECS to run a new revision: the revision and the one before.
+    pub switch: Option<Switch>,
+}
+
+/// A change of the service's revision that the rollout started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switch {
+    pub to: String,
+    pub from: Option<String>,
 }
 
 /// How often and how long the deployer polls. Tests shorten these; the defaults suit AWS.

@@ -6,5 +6,5 @@ mod context;
 mod graph;
 
 pub use change::{diff_field, diff_pairs, Action, Change, FieldChange, Summary};
-pub use context::{Cx, Mode, Outputs, Timing};
+pub use context::{Cx, Mode, Outputs, Switch, Timing};
 pub use graph::{run, Operation};

@@ -22,15 +22,21 @@ pub struct Image {
 
 /// Returns the digest of `tag` in the repository, if the tag exists.
 pub async fn find_digest(cx: &Cx, repository: &str, tag: &str) -> Result<Option<String>> {
+    find(cx, repository, Some(tag), None).await
+}
+
+/// Returns the digest of the image with `tag` and `digest` (either or both), if it exists.
+pub async fn find(cx: &Cx, repository: &str, tag: Option<&str>, digest: Option<&str>) -> Result<Option<String>> {
+    let shown = format!("{repository}{}{}", tag.map(|t| format!(":{t}")).unwrap_or_default(), digest.map(|d| format!("@{d}")).unwrap_or_default());
     let found = cx
         .aws
         .ecr
         .batch_get_image()
         .repository_name(repository)
-        .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+        .image_ids(ImageIdentifier::builder().set_image_tag(tag.map(str::to_owned)).set_image_digest(digest.map(str::to_owned)).build())
         .send()
         .await
-        .map_err(|e| Error::aws("look up image tag", format!("{repository}:{tag}"), e))?;
+        .map_err(|e| Error::aws("look up image", shown, e))?;
     Ok(found
         .images()
         .first()

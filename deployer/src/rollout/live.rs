@@ -77,6 +77,7 @@ pub async fn check(cx: &Cx) -> Result<()> {
 
 fn http_client(cx: &Cx) -> Result<reqwest::Client> {
     reqwest::Client::builder()
+        .connect_timeout(cx.timing.live_request_timeout)
         .timeout(cx.timing.live_request_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -96,10 +97,7 @@ fn step_failed_with(cx: &Cx, step: &str, url: &Url, problem: &str, detail: &str)
             cx.outputs().load_balancer_dns.as_deref().map(|dns| format!(" `{dns}`")).unwrap_or_default()
         ),
         "tls" => "check that the certificate covers the domain and is `ISSUED`".to_owned(),
-        _ => format!(
-            "read the app's log with `deployer logs` (log group `{}`), or set `deploy.health_url` to an address this machine can reach",
-            cx.names.app_log_group()
-        ),
+        _ => format!("read the app's log with `deployer logs` (log group `{}`)", cx.names.app_log_group()),
     };
     Error::Failed(format!(
         "the live check failed at step `{step}`: `{url}` {problem} after {} tries{detail}; {hint}",
@@ -156,11 +154,13 @@ fn transport_problem(error: &reqwest::Error) -> Failure {
     if cause.contains("certificate") || cause.contains("CertificateExpired") || cause.contains("UnknownIssuer") {
         return Failure::Tls(format!("failed the TLS handshake ({cause})"));
     }
-    if error.is_timeout() {
-        return Failure::Unreachable("did not answer in time".to_owned());
-    }
+    // A connection that never opens is a network that does not let this machine through; one
+    // that opens and then gets no answer is an app that hangs.
     if error.is_connect() {
         return Failure::Unreachable(format!("could not be reached from here ({cause})"));
+    }
+    if error.is_timeout() {
+        return Failure::Wrong("accepted the connection but did not answer in time".to_owned());
     }
     Failure::Wrong(format!("failed: {cause}"))
 }
@@ -202,7 +202,10 @@ async fn unreachable_fallback(cx: &Cx, step: &str, url: &Url, problem: &str) -> 
         ));
         return Ok(());
     }
-    let detail = format!(", and the load balancer reports {healthy} of {} target(s) healthy", states.len());
+    let detail = format!(
+        ", and the load balancer reports {healthy} of {} target(s) healthy (for a direct check, set `deploy.health_url` to an address this machine can reach)",
+        states.len()
+    );
     Err(step_failed_with(cx, step, url, problem, &detail))
 }
 

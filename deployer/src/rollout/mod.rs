@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod history;
 pub mod image;
 pub mod live;
+pub mod reference;
 pub mod service;
 pub mod status;
 pub mod task_definition;
@@ -41,11 +42,7 @@ struct Target {
 
 async fn target(cx: &Cx, choice: &ImageChoice) -> Result<Target> {
     if let ImageChoice::Uri(uri) = choice {
-        return Ok(Target {
-            image: uri.clone(),
-            version: image_version(uri),
-            needs_build: None,
-        });
+        return given_image(cx, uri).await;
     }
     let bundle = bundle::create(&cx.manifest.build.source_dir, &cx.manifest.build.dockerfile)?;
     let tag = bundle.image_tag();
@@ -66,6 +63,31 @@ async fn target(cx: &Cx, choice: &ImageChoice) -> Result<Target> {
             needs_build: Some(bundle),
         },
     })
+}
+
+/// The image `--image` names. One in the app's own repository must exist there, and runs pinned
+/// to its digest; any other runs as given, since the deployer cannot read other registries.
+async fn given_image(cx: &Cx, uri: &str) -> Result<Target> {
+    let as_given = Target {
+        image: uri.to_owned(),
+        version: image_version(uri),
+        needs_build: None,
+    };
+    let reference = reference::parse(uri).map_err(|problem| Error::Input(format!("invalid `--image` `{uri}`: {problem}")))?;
+    let ours = cx.outputs().repository_uri.clone().filter(|ours| *ours == reference.repository);
+    let Some(ours) = ours else {
+        return Ok(as_given);
+    };
+    let repository = cx.names.repository();
+    match image::find(cx, &repository, reference.tag.as_deref(), reference.digest.as_deref()).await? {
+        Some(digest) => Ok(Target {
+            image: format!("{ours}@{digest}"),
+            ..as_given
+        }),
+        None => Err(Error::Input(format!(
+            "`--image` `{uri}` is not in the repository `{repository}`; run `aws ecr list-images --repository-name {repository}` to see what it has, or leave out `--image` to build the source"
+        ))),
+    }
 }
 
 /// The version `/health` reports for an image given as is: its digest, its tag, or `latest`.
@@ -187,6 +209,9 @@ pub async fn apply(cx: &Cx, choice: &ImageChoice) -> Result<Deployed> {
 
     let change = service::apply(cx, service.as_ref(), &task_definition).await?;
     let switched = change.is_some();
+    if switched && running.as_deref() != Some(task_definition.as_str()) {
+        note_switch(cx, &task_definition, running.as_deref());
+    }
     changes.extend(change);
     // A new service has nothing to return to; a changed count or secret keeps the revision, so
     // a failure leaves the same version running and there is nothing to roll back either.
@@ -202,6 +227,14 @@ pub async fn apply(cx: &Cx, choice: &ImageChoice) -> Result<Deployed> {
         version: target.version,
         task_definition: short_arn(&task_definition).to_owned(),
     })
+}
+
+/// Keeps the switch for the message of an interrupted run.
+fn note_switch(cx: &Cx, to: &str, from: Option<&str>) {
+    cx.outputs().switch = Some(crate::plan::Switch {
+        to: short_arn(to).to_owned(),
+        from: from.map(|from| short_arn(from).to_owned()),
+    });
 }
 
 /// Nothing was switched, so a failure here has nothing to roll back; it still tells the truth.
@@ -263,10 +296,15 @@ async fn roll_back(cx: &Cx, reason: String, previous: Option<&str>, restored_by_
             reason,
             restored: short_arn(&restoring).to_owned(),
         },
-        Err(error) => Error::NotRolledBack {
-            reason,
-            problem: full_text(&error),
-        },
+        Err(error) => {
+            let problem = full_text(&error);
+            let problem = if problem == reason {
+                format!("`{}` failed in the same way", short_arn(&restoring))
+            } else {
+                problem
+            };
+            Error::NotRolledBack { reason, problem }
+        }
     }
 }
 
@@ -303,6 +341,7 @@ pub async fn rollback(cx: &Cx, to: Option<&str>) -> Result<Deployed> {
         verify_unchanged(cx, &target).await?;
     } else {
         service::switch_to(cx, &target).await?;
+        note_switch(cx, &target, Some(&running));
         changes.extend(Change::update(
             service::SERVICE,
             cx.names.service(),

@@ -76,7 +76,7 @@ pub async fn read(cx: &Cx) -> Result<Status> {
     };
     let version = spec.as_ref().and_then(TaskSpec::version);
     let targets = match target_group(cx, &found) {
-        Some(arn) => Some(super::watch::target_health_text(cx, &arn).await?),
+        Some(arn) => Some(super::watch::target_health_text(cx, &arn).await?).filter(|text| !text.is_empty()),
         None => None,
     };
     let deployments = found
