@@ -150,7 +150,12 @@ fn interrupted_up_converges_without_duplicates() {
             "duplicates after a kill after {lines} lines; it printed:\n{printed}"
         );
         let plan = stack.run(&["plan", "--output", "json"]);
-        assert_eq!(plan.changes(), Vec::new(), "not converged after a kill after {lines} lines");
+        assert_eq!(
+            plan.changes(),
+            Vec::new(),
+            "not converged after a kill after {lines} lines: {}\nthe killed run printed:\n{printed}",
+            plan.stdout
+        );
     }
 }
 

@@ -97,6 +97,14 @@ async fn find_all(cx: &Cx, domain: &str) -> Result<Vec<String>> {
     Ok(ours)
 }
 
+/// The same token for the same app, stage and domain, so that ACM answers a request repeated
+/// within an hour (after a run was killed mid-request) with the certificate it already made.
+fn idempotency_token(prefix: &str, domain: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(format!("{prefix}/{domain}").as_bytes());
+    hash.iter().take(16).map(|byte| format!("{byte:02x}")).collect()
+}
+
 async fn request(cx: &Cx, domain: &str) -> Result<String> {
     let tags: Vec<Tag> = cx
         .names
@@ -110,6 +118,7 @@ async fn request(cx: &Cx, domain: &str) -> Result<String> {
         .request_certificate()
         .domain_name(domain)
         .validation_method(ValidationMethod::Dns)
+        .idempotency_token(idempotency_token(&cx.names.prefix, domain))
         .set_tags(Some(tags))
         .send()
         .await
