@@ -473,12 +473,21 @@ async fn logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
     // Following never ends by itself, so JSON goes out one event per line as it arrives.
     let stream_json = cli.output == Format::Json && args.follow;
     let mut collected = Vec::new();
-    crate::logs::read(&cx, &query, FOLLOW_POLL, stop, |event| match cli.output {
-        Format::Text => print_line(&format!("{} {} {}", event.time, event.stream, printable(event.message.trim_end()))),
-        Format::Json if stream_json => print_line(&serde_json::to_string(event).unwrap_or_default()),
-        Format::Json => collected.push(event.clone()),
+    let mut printed = 0usize;
+    crate::logs::read(&cx, &query, FOLLOW_POLL, stop, |event| {
+        printed += 1;
+        match cli.output {
+            Format::Text => {
+                print_line(&format!("{} {} {}", event.time, event.stream, printable(event.message.trim_end())))
+            }
+            Format::Json if stream_json => print_line(&serde_json::to_string(event).unwrap_or_default()),
+            Format::Json => collected.push(event.clone()),
+        }
     })
     .await?;
+    if printed == 0 && cli.output == Format::Text && !args.follow {
+        eprintln!("no log events in the last {}", args.since);
+    }
     if cli.output == Format::Json && !stream_json {
         print_json(&serde_json::json!({ "command": "logs", "status": "ok", "events": collected }));
     }

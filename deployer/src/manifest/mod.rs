@@ -80,7 +80,9 @@ fn base_dir(path: &Path) -> PathBuf {
 
 fn read_error(path: &Path, error: &io::Error) -> ManifestError {
     let hint = match error.kind() {
-        io::ErrorKind::NotFound => "check the path, or copy `manifests/example.toml` to start a new manifest",
+        io::ErrorKind::NotFound => {
+            "check the path given with `-m` or `DEPLOYER_MANIFEST` (without either, `deployer.toml` in the current folder), or copy `manifests/example.toml` to start a new manifest"
+        }
         io::ErrorKind::InvalidData => "save the manifest as UTF-8",
         _ => "check that the file exists and is readable",
     };
@@ -108,6 +110,8 @@ fn toml_problem(lines: &LineIndex, keys: Option<&KeyIndex>, error: &toml::de::Er
     let key = keys.key_before(span.start).unwrap_or("");
     let message = toml_type_names(&message);
     let hint = match message.split_once(", expected ") {
+        Some((_, "a string")) if key.ends_with("timeout") => "write a duration in quotes, such as `\"15m\"`".to_owned(),
+        Some((_, "a string")) => "write a string in double quotes here".to_owned(),
         Some((_, expected)) => format!("write {expected} here"),
         None => "write a value of the type this key takes".to_owned(),
     };
