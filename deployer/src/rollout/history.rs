@@ -1,5 +1,5 @@
 //! The result of the last `up`, `update` or `rollback`, kept as one small JSON object in the
-//! bundle bucket so that `status` can show it to whoever looks next.
+//! bundle bucket so that `status` can show it to the next reader.
 
 use std::time::SystemTime;
 

@@ -1,4 +1,4 @@
-//! The live check after a rollout, in steps that each retry with a bound and say which failed:
+//! The live check after a rollout, in steps that each retry with a bound and report which failed:
 //! DNS resolves, TLS is valid for the host, `/health` answers 200, and `/login` redirects to the
 //! Databricks authorize endpoint with the expected `redirect_uri` and PKCE parameters.
 //!
@@ -26,7 +26,7 @@ pub fn health_url(cx: &Cx) -> Result<Url> {
     Url::parse(&text).map_err(|e| Error::Input(format!("cannot build the health URL `{text}`: {e}")))
 }
 
-/// What one try of a step found.
+/// The result of one try of a step.
 type Try = std::result::Result<(), Failure>;
 
 /// Why one try of a step failed.

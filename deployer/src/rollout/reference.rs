@@ -11,7 +11,7 @@ pub struct Reference {
     pub digest: Option<String>,
 }
 
-/// Parses `text`, or says which part is invalid.
+/// Parses `text`, or returns which part is invalid.
 pub fn parse(text: &str) -> Result<Reference, String> {
     if text.len() > 255 {
         return Err(format!("it has {} characters, and ECS takes at most 255", text.len()));

@@ -1,4 +1,4 @@
-//! Watches a deployment until ECS finishes it, and fails as soon as ECS knows it will not:
+//! Watches a deployment until ECS finishes it, and fails as soon as ECS reports that it will not:
 //! a circuit-breaker rollback, a failed rollout, or tasks that keep stopping for one reason.
 //! Along the way it prints the service's events, each stopped task with its reason and exit
 //! codes, and changes in target health.
@@ -13,16 +13,16 @@ use super::task_definition::short_arn;
 use crate::error::{Error, Result};
 use crate::plan::Cx;
 
-/// How a watched deployment ended, when it did not fail outright.
+/// The end of a watched deployment that did not fail outright.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The deployment is the only one and runs the desired count.
     Stable,
-    /// The circuit breaker rolled the service back to `restored` (an ARN); ECS said `reason`.
+    /// The circuit breaker rolled the service back to `restored` (an ARN) for `reason`.
     RolledBackByEcs { reason: String, restored: String },
 }
 
-/// Why tasks of the new revision stop. Some of these never fix themselves, so fewer stops are
+/// The cause of stopped tasks of the new revision. Some causes never fix themselves, so fewer stops are
 /// enough to give up.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum StopCause {
