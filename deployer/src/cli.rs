@@ -170,7 +170,10 @@ fn command_line_error(error: &clap::Error) -> ExitCode {
     let wants_json = args.iter().any(|arg| arg == "--output=json")
         || args.windows(2).any(|pair| pair[0] == "--output" && pair[1] == "json");
     if wants_json {
-        let message = error.kind().as_str().map(str::to_owned).unwrap_or_else(|| "invalid command line".into());
+        // The rendered error's first line names the argument, as stderr shows it.
+        let rendered = error.render().to_string();
+        let first = rendered.lines().next().unwrap_or_default().trim_start_matches("error: ").trim();
+        let message = if first.is_empty() { "invalid command line".to_owned() } else { first.to_owned() };
         print_json(&serde_json::json!({
             "status": "error",
             "error": format!("invalid command line: {message}; see `deployer --help`"),
@@ -542,11 +545,15 @@ async fn until_interrupted<T>(cx: &Cx, rollout: impl std::future::Future<Output 
         result = rollout => result,
         signal = interrupt() => {
             let state = match cx.outputs().switch.clone() {
-                None => "the service's revision did not change".to_owned(),
-                Some(crate::plan::Switch { to, from: Some(from) }) => format!(
+                None => "the service's revision did not change; a build that started goes on and pushes its image".to_owned(),
+                Some(crate::plan::Switch { to, from, rolling_back: true }) => format!(
+                    "`{}` failed, and ECS was switching the service back to `{to}`, which was not verified. Run `deployer status`, then `deployer rollback --to {to}` if the service does not run `{to}` healthily",
+                    from.as_deref().unwrap_or("the new revision")
+                ),
+                Some(crate::plan::Switch { to, from: Some(from), .. }) => format!(
                     "ECS was switching the service to `{to}`, which was not verified; `{from}` ran before. Run `deployer status`, then `deployer rollback --to {from}` if `{to}` is not healthy"
                 ),
-                Some(crate::plan::Switch { to, from: None }) => format!(
+                Some(crate::plan::Switch { to, from: None, .. }) => format!(
                     "ECS was starting the service's first revision `{to}`, which was not verified; run `deployer status`"
                 ),
             };

@@ -53,6 +53,8 @@ pub struct Outputs {
 pub struct Switch {
     pub to: String,
     pub from: Option<String>,
+    /// Set when `to` is the earlier revision that a rollback returns to, after `from` failed.
+    pub rolling_back: bool,
 }
 
 /// How often and how long the deployer polls. Tests shorten these; the defaults suit AWS.

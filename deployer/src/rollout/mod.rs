@@ -189,7 +189,7 @@ pub async fn apply(cx: &Cx, choice: &ImageChoice) -> Result<Deployed> {
         None if *choice == ImageChoice::Build => {
             cx.progress.say(format!("image `{}` already exists, skipping the build", target.version));
         }
-        None => cx.progress.say(format!("running image `{}` as given, without a build", target.image)),
+        None => cx.progress.say(format!("running image `{}` without a build", target.image)),
     }
 
     cx.progress.phase("rollout");
@@ -234,6 +234,18 @@ fn note_switch(cx: &Cx, to: &str, from: Option<&str>) {
     cx.outputs().switch = Some(crate::plan::Switch {
         to: short_arn(to).to_owned(),
         from: from.map(|from| short_arn(from).to_owned()),
+        rolling_back: false,
+    });
+}
+
+/// Keeps the rollback from `failed` to `restoring` for the message of an interrupted run.
+fn note_rollback(cx: &Cx, restoring: &str) {
+    let mut outputs = cx.outputs();
+    let failed = outputs.switch.as_ref().map(|switch| switch.to.clone());
+    outputs.switch = Some(crate::plan::Switch {
+        to: short_arn(restoring).to_owned(),
+        from: failed,
+        rolling_back: true,
     });
 }
 
@@ -291,6 +303,7 @@ async fn roll_back(cx: &Cx, reason: String, previous: Option<&str>, restored_by_
             }
         }
     };
+    note_rollback(cx, &restoring);
     match restore(cx, &restoring).await {
         Ok(()) => Error::RolledBack {
             reason,

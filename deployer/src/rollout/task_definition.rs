@@ -337,16 +337,29 @@ pub fn choose_rollback(family: &str, revisions: &[String], running: &str, to: Op
                 ))
             });
     };
-    let wanted = match to.parse::<u32>() {
-        Ok(number) => Some(number),
-        Err(_) => match short_arn(to).rsplit_once(':') {
-            Some((name, revision)) if name == family => revision.parse().ok(),
-            _ => None,
-        },
+    // An ARN must be one of ours exactly: the same account, region and family.
+    if to.starts_with("arn:") {
+        return revisions.iter().find(|arn| *arn == to).cloned().ok_or_else(|| {
+            Error::Input(format!(
+                "`--to` `{}` is not an active revision of `{family}` in this account and region; the newest are: {}",
+                to.escape_debug(),
+                listed()
+            ))
+        });
+    }
+    let number = |text: &str| {
+        (!text.is_empty() && text.len() <= 9 && text.chars().all(|c| c.is_ascii_digit()))
+            .then(|| text.parse::<u32>().ok())
+            .flatten()
+    };
+    let wanted = match to.split_once(':') {
+        None => number(to),
+        Some((name, revision)) if name == family => number(revision),
+        Some(_) => None,
     };
     let Some(wanted) = wanted else {
         return Err(Error::Input(format!(
-            "invalid `--to` `{}`; give a revision number such as `12` or `{family}:12`",
+            "invalid `--to` `{}`; give a revision number such as `12`, `{family}:12` or the revision's ARN",
             to.escape_debug()
         )));
     };
@@ -390,7 +403,15 @@ mod tests {
         }
         let missing = choose_rollback("app-prod", &revisions, &revisions[2], Some("4")).unwrap_err().to_string();
         assert!(missing.contains("`app-prod:4` is not an active revision") && missing.contains("app-prod:6"), "{missing}");
-        for bad in ["other:5", "five", "-1", ""] {
+        for bad in [
+            "other:5",
+            "five",
+            "-1",
+            "+5",
+            "",
+            "garbage/app-prod:5",
+            "arn:aws:ecs:us-east-1:999999999999:task-definition/app-prod:5",
+        ] {
             let error = choose_rollback("app-prod", &revisions, &revisions[2], Some(bad)).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{bad}: {error}");
         }
