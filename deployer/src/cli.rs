@@ -489,7 +489,10 @@ async fn logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
     })
     .await?;
     if printed == 0 && cli.output == Format::Text && !args.follow {
-        eprintln!("no log events in the last {}", args.since);
+        match &args.filter {
+            Some(filter) => eprintln!("no log events matching `{filter}` in the last {}", args.since),
+            None => eprintln!("no log events in the last {}", args.since),
+        }
     }
     if cli.output == Format::Json && !stream_json {
         print_json(&serde_json::json!({ "command": "logs", "status": "ok", "events": collected }));
