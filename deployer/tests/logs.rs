@@ -35,6 +35,10 @@ fn now_millis() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
+async fn create_group(cx: &Cx, group: &str) {
+    cx.aws.logs.create_log_group().log_group_name(group).send().await.unwrap();
+}
+
 async fn create_stream(cx: &Cx, group: &str, stream: &str) {
     cx.aws
         .logs
@@ -88,13 +92,7 @@ fn read_filters_and_follows_app_events() {
     block_on(async {
         let cx = context(&stack).await;
         let group = cx.names.app_log_group();
-        cx.aws
-            .logs
-            .create_log_group()
-            .log_group_name(&group)
-            .send()
-            .await
-            .unwrap();
+        create_group(&cx, &group).await;
         create_stream(&cx, &group, "web/app/task-1").await;
         create_stream(&cx, &group, "web/app/task-2").await;
 
@@ -221,13 +219,7 @@ fn read_build_group() {
     block_on(async {
         let cx = context(&stack).await;
         let group = cx.names.build_log_group();
-        cx.aws
-            .logs
-            .create_log_group()
-            .log_group_name(&group)
-            .send()
-            .await
-            .unwrap();
+        create_group(&cx, &group).await;
         create_stream(&cx, &group, "build-1").await;
         put(&cx, &group, "build-1", &[(now_millis() - 500, "Step 1/4 : FROM rust")]).await;
 
@@ -265,7 +257,7 @@ fn logs_command_prints_filtered_events() {
     block_on(async {
         let cx = context(&stack).await;
         let group = cx.names.app_log_group();
-        cx.aws.logs.create_log_group().log_group_name(&group).send().await.unwrap();
+        create_group(&cx, &group).await;
         create_stream(&cx, &group, "app/app/task-1").await;
         let now = now_millis();
         put(&cx, &group, "app/app/task-1", &[(now - 2000, "boot ok"), (now - 1000, "ログイン 失敗 user=a")]).await;

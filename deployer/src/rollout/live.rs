@@ -1,6 +1,6 @@
-//! The live check after a rollout, in steps that each retry with a bound and report which failed:
-//! DNS resolves, TLS is valid for the host, `/health` answers 200, and `/login` redirects to the
-//! Databricks authorize endpoint with the expected `redirect_uri` and PKCE parameters.
+//! The live check after a rollout. It runs in steps that each retry with a bound and reports the
+//! step that failed: DNS resolves, TLS is valid for the host, `/health` returns 200, and `/login`
+//! redirects to the Databricks authorize endpoint with the expected `redirect_uri` and PKCE parameters.
 //!
 //! A runner outside the load balancer's allowlist cannot connect at all. That is not an
 //! unhealthy app: the check says so and falls back to the target health that the load balancer
@@ -17,7 +17,7 @@ use crate::plan::Cx;
 /// The path of the app's sign-in route.
 const LOGIN_PATH: &str = "/login";
 
-/// The URL the live check reads: `deploy.health_url`, or `https://{domain}{health_check_path}`.
+/// Returns the URL the live check reads: `deploy.health_url`, or `https://{domain}{health_check_path}`.
 pub fn health_url(cx: &Cx) -> Result<Url> {
     if let Some(url) = &cx.manifest.deploy.health_url {
         return Ok(url.clone());
@@ -29,10 +29,10 @@ pub fn health_url(cx: &Cx) -> Result<Url> {
 /// The result of one try of a step.
 type Try = std::result::Result<(), Failure>;
 
-/// Why one try of a step failed.
+/// The reason one try of a step failed.
 #[derive(Debug)]
 enum Failure {
-    /// The app answered, wrongly; retrying may help while it starts.
+    /// The app responded wrongly. Retrying may help while it starts.
     Wrong(String),
     /// No connection from here: a timeout, a refusal or a network that does not route.
     Unreachable(String),
@@ -88,7 +88,7 @@ fn step_failed(cx: &Cx, step: &str, url: &Url, problem: &str) -> Error {
     step_failed_with(cx, step, url, problem, "")
 }
 
-/// The error of a failed step; `detail` follows the problem, such as the target health.
+/// Builds the error of a failed step. `detail` follows the problem, such as the target health.
 fn step_failed_with(cx: &Cx, step: &str, url: &Url, problem: &str, detail: &str) -> Error {
     let hint = match step {
         "dns" => format!(
@@ -127,7 +127,7 @@ where
     }
 }
 
-/// The step `dns`: the host resolves. An address in the URL needs no lookup.
+/// Runs the step `dns`: the host resolves. An address in the URL needs no lookup.
 async fn resolve(url: &Url) -> Try {
     let Some(url::Host::Domain(host)) = url.host() else {
         return Ok(());
@@ -148,14 +148,14 @@ async fn health_try(client: &reqwest::Client, url: &Url) -> Try {
     }
 }
 
-/// Classifies a request that got no answer.
+/// Classifies a request that got no response.
 fn transport_problem(error: &reqwest::Error) -> Failure {
     let cause = root_cause(error);
     if cause.contains("certificate") || cause.contains("CertificateExpired") || cause.contains("UnknownIssuer") {
         return Failure::Tls(format!("failed the TLS handshake ({cause})"));
     }
-    // A connection that never opens is a network that does not let this machine through; one
-    // that opens and then gets no answer is an app that hangs.
+    // A connection that never opens means the network does not let this machine through. One that
+    // opens and then gets no response means the app hangs.
     if error.is_connect() {
         return Failure::Unreachable(format!("could not be reached from here ({cause})"));
     }
@@ -165,7 +165,7 @@ fn transport_problem(error: &reqwest::Error) -> Failure {
     Failure::Wrong(format!("failed: {cause}"))
 }
 
-/// The innermost cause, which says what went wrong on the network (refused, reset, certificate).
+/// Returns the innermost cause, which names what went wrong on the network (refused, reset, certificate).
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = error;
     while let Some(next) = cause.source() {
@@ -182,16 +182,8 @@ async fn unreachable_fallback(cx: &Cx, step: &str, url: &Url, problem: &str) -> 
     let Some(target_group) = cx.outputs().target_group_arn.clone() else {
         return Err(step_failed(cx, step, url, problem));
     };
-    let health = cx
-        .aws
-        .elb
-        .describe_target_health()
-        .target_group_arn(&target_group)
-        .send()
-        .await
-        .map_err(|e| Error::aws("read the target health of", &target_group, e))?;
-    let states: Vec<_> = health
-        .target_health_descriptions()
+    let targets = super::watch::target_health(cx, &target_group).await?;
+    let states: Vec<_> = targets
         .iter()
         .map(|description| description.target_health().and_then(|health| health.state()).cloned())
         .collect();
@@ -209,7 +201,7 @@ async fn unreachable_fallback(cx: &Cx, step: &str, url: &Url, problem: &str) -> 
     Err(step_failed_with(cx, step, url, problem, &detail))
 }
 
-/// What the login redirect must carry.
+/// The parameters the login redirect must carry.
 #[derive(Debug, Clone)]
 pub struct Expected {
     /// `scheme://host[:port]` of the Databricks workspace.

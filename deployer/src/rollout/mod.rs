@@ -65,8 +65,8 @@ async fn target(cx: &Cx, choice: &ImageChoice) -> Result<Target> {
     })
 }
 
-/// The image `--image` names. One in the app's own repository must exist there, and runs pinned
-/// to its digest; any other runs as given, since the deployer cannot read other registries.
+/// Resolves the image `--image` names. One in the app's own repository must exist there, and runs
+/// pinned to its digest. Any other runs as given, because the deployer cannot read other registries.
 async fn given_image(cx: &Cx, uri: &str) -> Result<Target> {
     let as_given = Target {
         image: uri.to_owned(),
@@ -102,7 +102,7 @@ fn image_version(uri: &str) -> String {
     }
 }
 
-/// The current service and the task definition it runs.
+/// Reads the current service and the task definition it runs.
 async fn current(cx: &Cx) -> Result<(Option<Service>, Option<TaskDefinition>)> {
     let Some(service) = service::find(cx).await? else {
         return Ok((None, None));
@@ -162,7 +162,7 @@ pub async fn plan(cx: &Cx, choice: &ImageChoice) -> Result<Vec<Change>> {
     Ok(changes)
 }
 
-/// What a rollout ran.
+/// The version and revision a rollout ran.
 #[derive(Debug, Clone, Serialize)]
 pub struct Deployed {
     #[serde(skip)]
@@ -213,8 +213,8 @@ pub async fn apply(cx: &Cx, choice: &ImageChoice) -> Result<Deployed> {
         note_switch(cx, &task_definition, running.as_deref());
     }
     changes.extend(change);
-    // A new service has nothing to return to; a changed count or secret keeps the revision, so
-    // a failure leaves the same version running and there is nothing to roll back either.
+    // A new service has nothing to return to. A changed count or secret keeps the revision, so a
+    // failure leaves the same version running and there is nothing to roll back either.
     match (switched, &running) {
         (true, None) => verify_switch(cx, &task_definition, None).await?,
         (true, Some(running)) if *running != task_definition => {
@@ -249,36 +249,39 @@ fn note_rollback(cx: &Cx, restoring: &str) {
     });
 }
 
-/// Nothing was switched, so a failure here has nothing to roll back; it still tells the truth.
+/// Waits for a revision that was not switched to and checks it live. A failure has nothing to
+/// roll back, because the service kept its revision.
 async fn verify_unchanged(cx: &Cx, task_definition: &str) -> Result<()> {
-    match watch::until_stable(cx, task_definition).await? {
-        Outcome::Stable => {}
-        Outcome::RolledBackByEcs { reason, .. } => return Err(Error::Failed(reason)),
+    wait_and_check(cx, task_definition, Some("live check")).await
+}
+
+/// Waits until the service runs `task_definition` steadily, then checks the live app, starting
+/// `phase` before the check when given. A circuit-breaker rollback is a failure here.
+async fn wait_and_check(cx: &Cx, task_definition: &str, phase: Option<&'static str>) -> Result<()> {
+    if let Outcome::RolledBackByEcs { reason, .. } = watch::until_stable(cx, task_definition).await? {
+        return Err(Error::Failed(reason));
     }
-    cx.progress.phase("live check");
+    if let Some(phase) = phase {
+        cx.progress.phase(phase);
+    }
     live::check(cx).await
 }
 
-/// Watches the switch to `task_definition` and checks the live app; on failure rolls back to
-/// `previous` and returns the error that says how that went.
+/// Watches the switch to `task_definition` and checks the live app. On failure it rolls back to
+/// `previous` and returns the error that reports how the rollback went.
 async fn verify_switch(cx: &Cx, task_definition: &str, previous: Option<&str>) -> Result<()> {
     let (reason, restored_by_ecs) = match watch::until_stable(cx, task_definition).await {
         Ok(Outcome::Stable) => {
             cx.progress.phase("live check");
             match live::check(cx).await {
                 Ok(()) => return Ok(()),
-                Err(error) => (full_text(&error), None),
+                Err(error) => (cause_chain(&error), None),
             }
         }
         Ok(Outcome::RolledBackByEcs { reason, restored }) => (reason, Some(restored)),
-        Err(error) => (full_text(&error), None),
+        Err(error) => (cause_chain(&error), None),
     };
     Err(roll_back(cx, reason, previous, restored_by_ecs).await)
-}
-
-/// An error's message with its causes, for the reasons that end up in another error.
-fn full_text(error: &Error) -> String {
-    cause_chain(error)
 }
 
 /// Returns the service to the revision that ran before, waits for it and checks it.
@@ -291,7 +294,7 @@ async fn roll_back(cx: &Cx, reason: String, previous: Option<&str>, restored_by_
             if let Err(error) = service::switch_to(cx, previous).await {
                 return Error::NotRolledBack {
                     reason,
-                    problem: full_text(&error),
+                    problem: cause_chain(&error),
                 };
             }
             previous.to_owned()
@@ -304,13 +307,13 @@ async fn roll_back(cx: &Cx, reason: String, previous: Option<&str>, restored_by_
         }
     };
     note_rollback(cx, &restoring);
-    match restore(cx, &restoring).await {
+    match wait_and_check(cx, &restoring, None).await {
         Ok(()) => Error::RolledBack {
             reason,
             restored: short_arn(&restoring).to_owned(),
         },
         Err(error) => {
-            let problem = full_text(&error);
+            let problem = cause_chain(&error);
             let problem = if problem == reason {
                 format!("`{}` failed in the same way", short_arn(&restoring))
             } else {
@@ -318,13 +321,6 @@ async fn roll_back(cx: &Cx, reason: String, previous: Option<&str>, restored_by_
             };
             Error::NotRolledBack { reason, problem }
         }
-    }
-}
-
-async fn restore(cx: &Cx, task_definition: &str) -> Result<()> {
-    match watch::until_stable(cx, task_definition).await? {
-        Outcome::Stable => live::check(cx).await,
-        Outcome::RolledBackByEcs { reason, .. } => Err(Error::Failed(reason)),
     }
 }
 

@@ -76,7 +76,9 @@ pub async fn read(cx: &Cx) -> Result<Status> {
     };
     let version = spec.as_ref().and_then(TaskSpec::version);
     let targets = match target_group(cx, &found) {
-        Some(arn) => Some(super::watch::target_health_text(cx, &arn).await?).filter(|text| !text.is_empty()),
+        Some(arn) => {
+            Some(super::watch::targets_text(&super::watch::target_health(cx, &arn).await?)).filter(|text| !text.is_empty())
+        }
         None => None,
     };
     let deployments = found
@@ -107,7 +109,7 @@ pub async fn read(cx: &Cx) -> Result<Status> {
     })
 }
 
-/// The target group the service registers its tasks in.
+/// Returns the target group the service registers its tasks in.
 fn target_group(cx: &Cx, service: &aws_sdk_ecs::types::Service) -> Option<String> {
     let from_service = service.load_balancers().iter().find_map(|lb| lb.target_group_arn()).map(str::to_owned);
     from_service.or_else(|| cx.outputs().target_group_arn.clone())

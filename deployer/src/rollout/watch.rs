@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use aws_sdk_ecs::types::{DeploymentRolloutState, DesiredStatus, Service, Task};
+use aws_sdk_elasticloadbalancingv2::types::TargetHealthDescription;
 use tokio::time::Instant;
 
 use super::service::{self, SERVICE};
@@ -84,7 +85,7 @@ impl StopCause {
     }
 }
 
-/// What the watch has already reported, so that each event and task is printed once.
+/// The events and tasks the watch has already reported, so that each is printed once.
 #[derive(Debug, Default)]
 struct Seen {
     events: HashSet<String>,
@@ -290,7 +291,7 @@ async fn report_targets(cx: &Cx, seen: &mut Seen) -> Result<()> {
     let Some(target_group) = cx.outputs().target_group_arn.clone() else {
         return Ok(());
     };
-    let text = target_health_text(cx, &target_group).await?;
+    let text = targets_text(&target_health(cx, &target_group).await?);
     if seen.targets.as_deref() != Some(text.as_str()) {
         if !text.is_empty() {
             cx.progress.say(format!("targets: {text}"));
@@ -300,8 +301,8 @@ async fn report_targets(cx: &Cx, seen: &mut Seen) -> Result<()> {
     Ok(())
 }
 
-/// `10.0.1.5:8000 healthy, 10.0.2.7:8000 unhealthy (Target.ResponseCodeMismatch)`.
-pub async fn target_health_text(cx: &Cx, target_group: &str) -> Result<String> {
+/// Reads the load balancer's health of every target in `target_group`.
+pub async fn target_health(cx: &Cx, target_group: &str) -> Result<Vec<TargetHealthDescription>> {
     let health = cx
         .aws
         .elb
@@ -310,8 +311,12 @@ pub async fn target_health_text(cx: &Cx, target_group: &str) -> Result<String> {
         .send()
         .await
         .map_err(|e| Error::aws("read the target health of", target_group, e))?;
-    Ok(health
-        .target_health_descriptions()
+    Ok(health.target_health_descriptions().to_vec())
+}
+
+/// Formats target health as `10.0.1.5:8000 healthy, 10.0.2.7:8000 unhealthy (Target.ResponseCodeMismatch)`.
+pub fn targets_text(targets: &[TargetHealthDescription]) -> String {
+    targets
         .iter()
         .map(|description| {
             let target = description
@@ -326,5 +331,5 @@ pub async fn target_health_text(cx: &Cx, target_group: &str) -> Result<String> {
             }
         })
         .collect::<Vec<_>>()
-        .join(", "))
+        .join(", ")
 }
