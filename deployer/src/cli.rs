@@ -217,7 +217,7 @@ fn report_error(cli: &Cli, error: &Error) {
 }
 
 impl Command {
-    /// The subcommand's name, as typed.
+    /// Returns the subcommand's name, as typed.
     fn name(&self) -> &'static str {
         match self {
             Command::Validate(_) => "validate",
@@ -459,7 +459,7 @@ async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<()> {
     Ok(())
 }
 
-/// How often `logs --follow` asks for new events.
+/// The interval at which `logs --follow` requests new events.
 const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
@@ -500,8 +500,8 @@ async fn logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
     Ok(())
 }
 
-/// A log message with control characters other than tabs and line breaks escaped, so that a
-/// message cannot move the cursor or change colours in the reader's terminal.
+/// Escapes control characters other than tabs and line breaks in a log message, so that a message
+/// cannot move the cursor or change colours in the reader's terminal.
 fn printable(message: &str) -> String {
     message
         .chars()
@@ -542,7 +542,7 @@ fn require_stack(cx: &Cx, drift: &[Change]) -> Result<()> {
 }
 
 /// Runs the rollout until it ends or SIGINT or SIGTERM arrives, as when a CI job is cancelled.
-/// There is no time for a rollback then, so the error says what runs and what to do.
+/// There is no time for a rollback then, so the error reports what runs and what to do.
 async fn until_interrupted<T>(cx: &Cx, rollout: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     tokio::select! {
         result = rollout => result,
@@ -645,7 +645,7 @@ fn remind_dns(cx: &Cx) {
 }
 
 /// Prints the changes and their summary for people (stderr) or machines (stdout).
-/// What a command reports after its changes.
+/// The summary a command prints after its changes.
 #[derive(Debug, Default)]
 struct Ending<'a> {
     url: Option<String>,

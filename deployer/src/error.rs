@@ -45,7 +45,7 @@ pub enum Error {
     #[error("{reason}; the rollback did not restore a healthy version: {problem}")]
     NotRolledBack { reason: String, problem: String },
 
-    /// A signal stopped the command; `state` says what it left behind.
+    /// A signal stopped the command. `state` describes what it left behind.
     #[error("interrupted by {signal}; {state}")]
     Interrupted { signal: &'static str, state: String },
 

@@ -17,7 +17,7 @@ use crate::plan::Cx;
 /// The maximum `--since`.
 const MAX_SINCE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
-/// What `deployer logs` reads.
+/// The events `deployer logs` reads.
 #[derive(Debug, Clone)]
 pub struct Query {
     /// Read events from this long ago (`--since`, default 10 minutes).

@@ -83,7 +83,7 @@ impl Progress {
         });
     }
 
-    /// Every phase so far with its duration; the running one counts until now.
+    /// Returns every phase so far with its duration. The running one counts until now.
     pub fn phases(&self) -> Vec<Phase> {
         let mut phases = self.phases.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         close_last(&mut phases, self.started.elapsed());

@@ -465,7 +465,7 @@ fn circuit_breaker_rollback_is_a_failed_deploy() {
 }
 
 #[test]
-fn image_pull_errors_stop_the_wait_and_roll_back() {
+fn image_pull_errors_roll_back() {
     let reason = "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref: not found";
     let scenario = Scenario::new("spull", NewRevision::NeverStable).with_stopped_tasks(reason);
     let error = block_on(scenario.run(image(), None)).unwrap_err();

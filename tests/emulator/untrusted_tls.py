@@ -1,7 +1,7 @@
 """An HTTPS server on 127.0.0.1 with a fresh self-signed certificate, for the live check's
 TLS step: a client that verifies certificates must reject it.
 
-Prints the port on the first line of stdout, then answers every GET with 200 until stdin
+Prints the port on the first line of stdout, then responds to every GET with 200 until stdin
 closes, so that it ends with the test that started it.
 """
 

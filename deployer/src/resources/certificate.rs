@@ -97,8 +97,8 @@ async fn find_all(cx: &Cx, domain: &str) -> Result<Vec<String>> {
     Ok(ours)
 }
 
-/// The same token for the same app, stage and domain, so that ACM answers a request repeated
-/// within an hour (after a run was killed mid-request) with the certificate it already made.
+/// Derives the same token for the same app, stage and domain, so that ACM returns the certificate
+/// it already made for a request repeated within an hour, as after a run killed mid-request.
 fn idempotency_token(prefix: &str, domain: &str) -> String {
     use sha2::{Digest, Sha256};
     let hash = Sha256::digest(format!("{prefix}/{domain}").as_bytes());

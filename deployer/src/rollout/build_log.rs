@@ -66,7 +66,7 @@ impl BuildLog {
         }
     }
 
-    /// The last lines read, oldest first.
+    /// Returns the last lines read, oldest first.
     pub fn tail(&self) -> Vec<String> {
         self.tail.iter().cloned().collect()
     }

@@ -41,7 +41,8 @@ fn check_digest(digest: &str) -> Result<String, String> {
     }
 }
 
-/// The tag is after the last `:` of the last path segment; a `:` before a `/` is a registry port.
+/// Splits off the tag: the part after the last `:` of the last path segment. A `:` before a `/`
+/// belongs to a registry port.
 fn split_tag(name: &str) -> (&str, Option<&str>) {
     let last_segment = name.rfind('/').map_or(0, |slash| slash + 1);
     match name[last_segment..].rfind(':') {
@@ -94,7 +95,7 @@ fn check_registry(registry: &str) -> Result<(), String> {
     }
 }
 
-/// A path component: lowercase letters and digits, separated by single `.`, `_`, `__` or `-` runs.
+/// Checks a path component: lowercase letters and digits, separated by single `.`, `_`, `__` or `-` runs.
 fn check_path_component(component: &str) -> Result<(), String> {
     let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     let valid = component.starts_with(alphanumeric)

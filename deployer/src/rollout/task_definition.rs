@@ -139,7 +139,7 @@ impl TaskSpec {
     }
 }
 
-/// The pairs of `pairs` whose names `wanted` has.
+/// Returns the pairs of `pairs` whose names also appear in `wanted`.
 fn only_names_of(pairs: &[(String, String)], wanted: &[(String, String)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -189,8 +189,8 @@ pub async fn register(cx: &Cx, spec: &TaskSpec, base: Option<&TaskDefinition>) -
     Ok(arn)
 }
 
-/// The base's containers with ours changed to `spec`: managed variables and secrets replaced,
-/// the others kept.
+/// Returns the base's containers with ours changed to `spec`: managed variables and secrets are
+/// replaced, and the others are kept.
 fn merged_containers(cx: &Cx, spec: &TaskSpec, base: &TaskDefinition) -> Vec<ContainerDefinition> {
     let name = cx.names.container();
     let containers = base.container_definitions();
@@ -283,12 +283,12 @@ pub fn short_arn(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }
 
-/// The revision number of a task definition ARN or `family:revision`.
+/// Returns the revision number of a task definition ARN or `family:revision`.
 fn revision_number(arn: &str) -> Option<u32> {
     short_arn(arn).rsplit_once(':').and_then(|(_, revision)| revision.parse().ok())
 }
 
-/// Every active revision of our family, oldest first.
+/// Lists every active revision of our family, oldest first.
 pub async fn revisions(cx: &Cx) -> Result<Vec<String>> {
     let family = cx.names.task_family();
     let mut pages = cx
@@ -311,7 +311,7 @@ pub async fn revisions(cx: &Cx) -> Result<Vec<String>> {
     Ok(arns)
 }
 
-/// The revision `rollback` goes to: `to` (`REVISION`, `family:REVISION` or an ARN), or the
+/// Chooses the revision `rollback` goes to: `to` (`REVISION`, `family:REVISION` or an ARN), or the
 /// newest one older than `running`.
 pub fn choose_rollback(family: &str, revisions: &[String], running: &str, to: Option<&str>) -> Result<String> {
     let listed = || {
@@ -402,7 +402,8 @@ mod tests {
             assert_eq!(choose_rollback("app-prod", &revisions, &revisions[2], Some(to)).unwrap(), revisions[1]);
         }
         let missing = choose_rollback("app-prod", &revisions, &revisions[2], Some("4")).unwrap_err().to_string();
-        assert!(missing.contains("`app-prod:4` is not an active revision") && missing.contains("app-prod:6"), "{missing}");
+        assert!(missing.contains("`app-prod:4` is not an active revision"), "{missing}");
+        assert!(missing.contains("app-prod:6"), "{missing}");
         for bad in [
             "other:5",
             "five",

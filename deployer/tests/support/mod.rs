@@ -130,7 +130,7 @@ pub fn unique_app(label: &str) -> String {
 /// every other path answers `status`.
 pub struct HealthServer {
     pub url: String,
-    /// The status `/health` answers; a test may change it while the server runs.
+    /// The status `/health` returns. A test may change it while the server runs.
     pub status: Arc<AtomicU16>,
 }
 
