@@ -28,12 +28,27 @@ for argument in "$@"; do
     esac
 done
 
+# libtest sets no time limit on a test, so a test that hangs would stall the
+# run until CI kills it and prints nothing useful. Build first, with no limit,
+# then run the tests within TEST_TIME_LIMIT minutes (default 30; the suite takes
+# about 4). `timeout` stops the whole process group: cargo, the test binaries
+# and the servers they started.
+time_limit=${TEST_TIME_LIMIT:-30}
+if [[ ! $time_limit =~ ^[1-9][0-9]*$ ]]; then
+    echo "test: invalid TEST_TIME_LIMIT \`$time_limit\`; give a whole number of minutes, such as 30" >&2
+    exit 2
+fi
+cargo test ${scope[@]+"${scope[@]}"} --no-run "$@"
+
 # Keep cargo's own output and end with one line that adds up every test binary's
 # results, so the total is easy to find in a long CI log.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test ${scope[@]+"${scope[@]}"} "$@" 2>&1 | tee "$log" || status=$?
+timeout --kill-after=30s "${time_limit}m" cargo test ${scope[@]+"${scope[@]}"} "$@" 2>&1 | tee "$log" || status=$?
+if ((status == 124 || status == 137)); then
+    echo "test: the tests did not finish within ${time_limit} minutes; the last test named as running for over 60 seconds hangs" | tee -a "$log" >&2
+fi
 # The self-check of the test OpenID provider runs with the whole suite only.
 if ((${#scope[@]} > 0)) && (($# == 0)); then
     node --test tests/oidc/selfcheck.mjs 2>&1 | tee -a "$log" || status=$?

@@ -7,11 +7,17 @@
 #[path = "serving_double.rs"]
 pub mod serving_double;
 
-use std::io::{BufRead, BufReader};
+#[path = "../../../tests/harness/ready_line.rs"]
+mod ready_line;
+
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use ready_line::read_ready_line;
 
 use app::{AppState, Config};
 use reqwest::header::LOCATION;
@@ -20,6 +26,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub const CLIENT_ID: &str = "local-app";
+/// How long the OpenID provider may take to print its ready line; it takes about a second.
+const READY_LIMIT: Duration = Duration::from_secs(30);
+/// The limit of each request a test makes to a server of its own.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CLIENT_SECRET: &str = "local-secret-for-tests";
 /// Base64 of 64 bytes, the size the deployer generates.
 pub const SESSION_KEY: &str =
@@ -29,10 +39,19 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// Returns the last lines of the log at `path`.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
 /// The OpenID provider process; killed on drop.
 pub struct OidcServer {
     pub issuer: String,
     child: Child,
+    /// The provider's stderr, removed on drop unless the test failed.
+    log: PathBuf,
 }
 
 impl OidcServer {
@@ -41,14 +60,28 @@ impl OidcServer {
     }
 
     /// Starts the provider with access tokens that live `access_token_ttl` seconds.
+    ///
+    /// A provider that prints no ready line within [`READY_LIMIT`] is killed and started once
+    /// more. When that start fails too, this panics with the end of the provider's log.
     pub fn start_with_ttl(redirect_uri: &str, post_logout_uri: &str, access_token_ttl: u32) -> Self {
-        let script = repo_root().join("tests/oidc/server.mjs");
         assert!(
             repo_root().join("tests/oidc/node_modules").exists(),
             "tests/oidc/node_modules is missing; run `scripts/setup.sh` (it runs `npm ci` there)"
         );
+        let start = || Self::try_start(redirect_uri, post_logout_uri, access_token_ttl);
+        start().unwrap_or_else(|first| {
+            eprintln!("the OpenID provider did not start ({first}); starting it once more");
+            start().unwrap_or_else(|second| panic!("the OpenID provider did not start twice: {second}"))
+        })
+    }
+
+    fn try_start(redirect_uri: &str, post_logout_uri: &str, access_token_ttl: u32) -> Result<Self, String> {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let number = STARTED.fetch_add(1, Ordering::SeqCst);
+        let log = std::env::temp_dir().join(format!("app-tests-oidc-{}-{number}.log", std::process::id()));
+        let log_file = File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         let mut child = Command::new("node")
-            .arg(&script)
+            .arg(repo_root().join("tests/oidc/server.mjs"))
             .args(["--port", "0"])
             .env("OIDC_CLIENT_ID", CLIENT_ID)
             .env("OIDC_CLIENT_SECRET", CLIENT_SECRET)
@@ -57,19 +90,25 @@ impl OidcServer {
             .env("OIDC_ACCESS_TOKEN_TTL", access_token_ttl.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log_file)
             .spawn()
-            .expect("start node tests/oidc/server.mjs");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the ready line");
-        let ready: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("the OpenID provider did not print its ready line ({e}): {line:?}"));
-        OidcServer {
-            issuer: ready["issuer"].as_str().unwrap().to_owned(),
-            child,
-        }
-    }
+            .map_err(|e| format!("cannot start node tests/oidc/server.mjs: {e}"))?;
+        let issuer = read_ready_line(&mut child, READY_LIMIT).and_then(|line| {
+            let ready: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| format!("invalid ready line {line:?}: {e}"))?;
+            ready["issuer"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("no `issuer` in the ready line {line:?}"))
+        });
+        match issuer {
+            Ok(issuer) => Ok(OidcServer { issuer, child, log }),
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!("{error}; the provider's log {} ends with:\n{}", log.display(), log_tail(&log)))
+            }
+        }    }
 
     /// Returns the workspace URL whose `/oidc` is this issuer.
     pub fn host(&self) -> String {
@@ -89,6 +128,11 @@ impl Drop for OidcServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("the OpenID provider's log is kept in {}", self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
@@ -178,7 +222,7 @@ pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
+        .timeout(HTTP_TIMEOUT)
         .build()
         .unwrap()
 }
@@ -270,7 +314,14 @@ impl OidcServer {
     /// Posts to one of the provider's test-only admin endpoints, such as `/admin/rotate-keys`.
     pub async fn admin(&self, path_and_query: &str) -> serde_json::Value {
         let url = format!("{}{path_and_query}", self.host());
-        let response = reqwest::Client::new().post(&url).send().await.unwrap();
+        let response = reqwest::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .build()
+            .unwrap()
+            .post(&url)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "POST {url}");
         response.json().await.unwrap()
     }

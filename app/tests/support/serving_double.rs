@@ -94,7 +94,10 @@ struct Endpoint {
 /// Fetches the provider's discovery document and returns its `jwks_uri`.
 pub async fn discover_jwks_uri(issuer: &str) -> String {
     let url = format!("{issuer}/.well-known/openid-configuration");
-    let document: Value = reqwest::get(&url)
+    let http = reqwest::Client::builder().timeout(HTTP_TIMEOUT).build().unwrap();
+    let document: Value = http
+        .get(&url)
+        .send()
         .await
         .and_then(|response| response.error_for_status())
         .unwrap_or_else(|e| panic!("GET {url} failed: {e}"))

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../../../tests/harness/ready_line.rs"]
+mod ready_line;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -11,6 +14,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use ready_line::read_ready_line;
 
 pub const REGION: &str = "ap-northeast-1";
 pub const ACCOUNT: &str = "123456789012";
@@ -50,10 +55,13 @@ impl UntrustedTls {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start untrusted_tls.py");
-        let mut port = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut port).unwrap();
+        let port = read_ready_line(&mut child, Duration::from_secs(30)).unwrap_or_else(|e| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("untrusted_tls.py did not start: {e}")
+        });
         UntrustedTls {
-            url: format!("https://127.0.0.1:{}/health", port.trim()),
+            url: format!("https://127.0.0.1:{port}/health"),
             child,
         }
     }
