@@ -273,36 +273,36 @@ async fn status(cli: &Cli, args: &ManifestArg) -> Result<()> {
 
 fn print_status(status: &rollout::status::Status) {
     if !status.exists {
-        eprintln!("service `{}` does not exist yet; run `deployer up`", status.service);
+        print_line(&format!("service `{}` does not exist yet; run `deployer up`", status.service));
         return;
     }
-    eprintln!("service:          {}", status.service);
-    eprintln!("version:          {}", status.version.as_deref().unwrap_or("-"));
-    eprintln!("task definition:  {}", status.task_definition.as_deref().unwrap_or("-"));
-    eprintln!("image:            {}", status.image.as_deref().unwrap_or("-"));
-    eprintln!("tasks:            {} running, {} pending, {} desired", status.running, status.pending, status.desired);
+    print_line(&format!("service:          {}", status.service));
+    print_line(&format!("version:          {}", status.version.as_deref().unwrap_or("-")));
+    print_line(&format!("task definition:  {}", status.task_definition.as_deref().unwrap_or("-")));
+    print_line(&format!("image:            {}", status.image.as_deref().unwrap_or("-")));
+    print_line(&format!("tasks:            {} running, {} pending, {} desired", status.running, status.pending, status.desired));
     for deployment in &status.deployments {
-        eprintln!(
+        print_line(&format!(
             "deployment:       {} {} ({}), {}/{} running",
             deployment.status,
             deployment.task_definition,
             deployment.rollout_state.as_deref().unwrap_or("no rollout state"),
             deployment.running,
             deployment.desired
-        );
+        ));
     }
     if let Some(targets) = status.targets.as_deref().filter(|targets| !targets.is_empty()) {
-        eprintln!("targets:          {targets}");
+        print_line(&format!("targets:          {targets}"));
     }
-    eprintln!("url:              {}", status.url);
+    print_line(&format!("url:              {}", status.url));
     if let Some(last) = &status.last_deploy {
-        eprintln!(
+        print_line(&format!(
             "last deploy:      {} {} at {}{}",
             last.command,
             last.result,
             last.finished_at,
             last.reason.as_deref().map(|reason| format!(": {reason}")).unwrap_or_default()
-        );
+        ));
     }
 }
 
@@ -682,25 +682,25 @@ fn finish(cli: &Cli, cx: &Cx, command: &str, changes: &[Change], ending: Ending<
         }),
         Format::Text => {
             for change in changes {
-                eprintln!("{change}");
+                print_line(&change.to_string());
             }
             match (command, summary.is_empty()) {
-                ("plan", true) => eprintln!("no changes: the stack matches the manifest"),
-                ("plan", false) => eprintln!("plan: {summary}"),
-                (_, true) if drift > 0 => eprintln!(
+                ("plan", true) => print_line("no changes: the stack matches the manifest"),
+                ("plan", false) => print_line(&format!("plan: {summary}")),
+                (_, true) if drift > 0 => print_line(&format!(
                     "{command}: no changes to the app; {drift} resource(s) differ from the manifest, see `deployer plan`"
-                ),
-                (_, true) => eprintln!("{command}: no changes, everything is up to date"),
-                (_, false) => eprintln!("{command}: {summary} (done)"),
+                )),
+                (_, true) => print_line(&format!("{command}: no changes, everything is up to date")),
+                (_, false) => print_line(&format!("{command}: {summary} (done)")),
             }
             if let Some(deployed) = deployed {
-                eprintln!("version: {} ({})", deployed.version, deployed.task_definition);
+                print_line(&format!("version: {} ({})", deployed.version, deployed.task_definition));
             }
             if let Some(url) = url {
-                eprintln!("app: {url}");
+                print_line(&format!("app: {url}"));
             }
             if !phases.is_empty() {
-                eprintln!("time: {}", crate::output::phase_summary(&phases));
+                print_line(&format!("time: {}", crate::output::phase_summary(&phases)));
             }
         }
     }
