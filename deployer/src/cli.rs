@@ -448,6 +448,11 @@ async fn update(cli: &Cli, args: &DeployArgs) -> Result<()> {
 }
 
 async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<()> {
+    // A malformed `--to` fails before the first AWS call.
+    if let Some(to) = &args.to {
+        let family = crate::names::Names::new(&manifest::load(&args.manifest.manifest)?).task_family();
+        rollout::task_definition::parse_rollback_target(&family, to)?;
+    }
     let mut cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
     // The live check's fallback reads the target group, which the stack pass finds.
     cx.progress.phase("stack");

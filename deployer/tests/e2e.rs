@@ -184,6 +184,20 @@ fn missing_client_secret_variable_is_input_error() {
 }
 
 #[test]
+fn malformed_rollback_target_fails_before_aws() {
+    let stack = Stack::new("badto");
+    let run = Run::from(
+        stack
+            .command(&["rollback", "--to", "+6"])
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .output()
+            .unwrap(),
+    );
+    run.expect_code(2);
+    assert!(run.stderr.contains("invalid `--to` `+6`"), "{}", run.stderr);
+}
+
+#[test]
 fn unreachable_endpoint_fails_with_hint() {
     let stack = Stack::new("offline");
     let run = Run::from(

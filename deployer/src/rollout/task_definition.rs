@@ -337,15 +337,40 @@ pub fn choose_rollback(family: &str, revisions: &[String], running: &str, to: Op
                 ))
             });
     };
-    // An ARN must be one of ours exactly: the same account, region and family.
-    if to.starts_with("arn:") {
-        return revisions.iter().find(|arn| *arn == to).cloned().ok_or_else(|| {
+    match parse_rollback_target(family, to)? {
+        // An ARN must be one of ours exactly: the same account, region and family.
+        RollbackTarget::Arn(arn) => revisions.iter().find(|listed| *listed == arn).cloned().ok_or_else(|| {
             Error::Input(format!(
                 "`--to` `{}` is not an active revision of `{family}` in this account and region; the newest are: {}",
-                to.escape_debug(),
+                arn.escape_debug(),
                 listed()
             ))
-        });
+        }),
+        RollbackTarget::Number(wanted) => revisions
+            .iter()
+            .find(|arn| revision_number(arn) == Some(wanted))
+            .cloned()
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "`{family}:{wanted}` is not an active revision; the newest are: {}",
+                    listed()
+                ))
+            }),
+    }
+}
+
+/// The revision that `rollback --to` names.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RollbackTarget<'a> {
+    Arn(&'a str),
+    Number(u32),
+}
+
+/// Reads `rollback --to`: a revision number such as `12`, `{family}:12`, or an ARN. Needs no AWS
+/// call, so a typo fails before the command reads the stack.
+pub fn parse_rollback_target<'a>(family: &str, to: &'a str) -> Result<RollbackTarget<'a>> {
+    if to.starts_with("arn:") {
+        return Ok(RollbackTarget::Arn(to));
     }
     let number = |text: &str| {
         (!text.is_empty() && text.len() <= 9 && text.chars().all(|c| c.is_ascii_digit()))
@@ -357,22 +382,12 @@ pub fn choose_rollback(family: &str, revisions: &[String], running: &str, to: Op
         Some((name, revision)) if name == family => number(revision),
         Some(_) => None,
     };
-    let Some(wanted) = wanted else {
-        return Err(Error::Input(format!(
+    wanted.map(RollbackTarget::Number).ok_or_else(|| {
+        Error::Input(format!(
             "invalid `--to` `{}`; give a revision number such as `12`, `{family}:12` or the revision's ARN",
             to.escape_debug()
-        )));
-    };
-    revisions
-        .iter()
-        .find(|arn| revision_number(arn) == Some(wanted))
-        .cloned()
-        .ok_or_else(|| {
-            Error::Input(format!(
-                "`{family}:{wanted}` is not an active revision; the newest are: {}",
-                listed()
-            ))
-        })
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -384,6 +399,18 @@ mod tests {
             .iter()
             .map(|n| format!("arn:aws:ecs:ap-northeast-1:123456789012:task-definition/app-prod:{n}"))
             .collect()
+    }
+
+    #[test]
+    fn rollback_target_is_read_without_aws() {
+        assert_eq!(parse_rollback_target("app-prod", "12").unwrap(), RollbackTarget::Number(12));
+        assert_eq!(parse_rollback_target("app-prod", "app-prod:3").unwrap(), RollbackTarget::Number(3));
+        let arn = "arn:aws:ecs:ap-northeast-1:123456789012:task-definition/app-prod:4";
+        assert_eq!(parse_rollback_target("app-prod", arn).unwrap(), RollbackTarget::Arn(arn));
+        for bad in ["", "+6", "-1", "1.5", "other:3", "app-prod:", "9999999999", "１２"] {
+            let error = parse_rollback_target("app-prod", bad).unwrap_err().to_string();
+            assert!(error.contains("invalid `--to`"), "{bad}: {error}");
+        }
     }
 
     #[test]
