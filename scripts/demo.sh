@@ -193,7 +193,9 @@ step "starting the emulator (scripts/emulator.sh start)"
 endpoint=$(scripts/emulator.sh start)
 
 step "building the deployer and the app"
-cargo build -p deployer -p app --example serving_double
+# Target flags narrow a build to the named targets, so `--bins` keeps the
+# deployer and app binaries in it beside the example.
+cargo build -p deployer -p app --bins --example serving_double
 
 step "starting the OpenID provider and the Model Serving double"
 start_oidc_provider
