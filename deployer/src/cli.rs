@@ -475,8 +475,17 @@ async fn logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
         build: args.build,
     };
     let cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
+    // Following ends on Ctrl-C, or once the reader of stdout has gone, as after `| head -1`.
     let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
+        let reader_gone = async {
+            while !crate::output::stdout_closed() {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = reader_gone => {}
+        }
     };
     // Following never ends by itself, so JSON goes out one event per line as it arrives.
     let stream_json = cli.output == Format::Json && args.follow;

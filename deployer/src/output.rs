@@ -1,6 +1,7 @@
 //! Progress for people on stderr; data for machines on stdout.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -121,19 +122,34 @@ pub fn print_json<T: Serialize>(value: &T) {
     print_line(&text);
 }
 
-/// Prints one line of data on stdout. A reader that closed the pipe, as `head -1` does, wants no
-/// more, so the process ends quietly with exit code 0; any other write error ends it with 1.
+/// Set once stdout's reader has closed the pipe.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Prints one line of data on stdout.
+///
+/// A reader that closed the pipe, as `head -1` does, wants no more, so this line and every later
+/// one are dropped. The command goes on, and its exit code still reports how it ended, because a CI
+/// step with `pipefail` relies on it. Any other write error ends the process with exit code 1.
 pub fn print_line(text: &str) {
+    if stdout_closed() {
+        return;
+    }
     let mut stdout = std::io::stdout().lock();
     let written = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
     match written {
         Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => STDOUT_CLOSED.store(true, Ordering::Relaxed),
         Err(error) => {
             let _ = writeln!(std::io::stderr(), "error: failed to write to stdout: {error}");
             std::process::exit(1);
         }
     }
+}
+
+/// True once stdout's reader has closed the pipe, so that a command that only prints, such as
+/// `logs --follow`, can stop.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
 }
 
 /// True when colour may be used on stderr: a terminal, and `NO_COLOR` unset.

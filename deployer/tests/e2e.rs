@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::{block_on, ec2_counts, remaining, Stack, CLIENT_SECRET};
 
 /// The kinds the first `up` creates, each once or more.
@@ -195,6 +197,47 @@ fn malformed_rollback_target_fails_before_aws() {
     );
     run.expect_code(2);
     assert!(run.stderr.contains("invalid `--to` `+6`"), "{}", run.stderr);
+}
+
+#[test]
+fn closed_stdout_keeps_the_exit_code() {
+    let stack = Stack::new("pipe");
+    let limit = Duration::from_secs(60);
+
+    let failed = stack.run_with_closed_stdout(&["rollback", "--to", "+6", "--output", "json"], limit);
+    failed.expect_code(2);
+    assert!(failed.stderr.contains("invalid `--to`"), "{}", failed.stderr);
+
+    let ok = stack.run_with_closed_stdout(&["validate", "--output", "json"], limit);
+    ok.expect_code(0);
+}
+
+#[test]
+fn follow_stops_when_reader_closes() {
+    let stack = Stack::new("follow");
+    stack.up().expect_code(0);
+    let manifest = deployer::manifest::load(&stack.manifest_path()).unwrap();
+    let group = deployer::names::Names::new(&manifest).app_log_group();
+    block_on(async {
+        let aws = support::clients().await;
+        aws.logs.create_log_stream().log_group_name(&group).log_stream_name("app/web/1").send().await.unwrap();
+        let event = aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+            .timestamp(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64)
+            .message("listening on 0.0.0.0:8080")
+            .build()
+            .unwrap();
+        aws.logs
+            .put_log_events()
+            .log_group_name(&group)
+            .log_stream_name("app/web/1")
+            .log_events(event)
+            .send()
+            .await
+            .unwrap();
+    });
+
+    let run = stack.run_with_closed_stdout(&["logs", "--follow", "--since", "10m"], Duration::from_secs(30));
+    run.expect_code(0);
 }
 
 #[test]

@@ -310,6 +310,33 @@ health_url = "{health}"
         command
     }
 
+    /// Runs a command to the end with a stdout whose reader has already gone, as after
+    /// `| head -1`. A command still running after `limit` is killed, and the test fails.
+    pub fn run_with_closed_stdout(&self, args: &[&str], limit: Duration) -> Run {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut child = self
+            .command(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + limit;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let output = child.wait_with_output().unwrap();
+                panic!(
+                    "`deployer {}` did not end within {limit:?} after its reader closed stdout: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Run::from(child.wait_with_output().unwrap())
+    }
+
     /// Runs a command to the end.
     pub fn run(&self, args: &[&str]) -> Run {
         let output = self.command(args).output().unwrap();
