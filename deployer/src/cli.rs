@@ -78,7 +78,7 @@ pub struct RollbackArgs {
     pub manifest: ManifestArg,
 
     /// The revision to run: `12`, `family:12` or a task definition ARN.
-    #[arg(long, value_name = "REVISION")]
+    #[arg(long, value_name = "REVISION", allow_hyphen_values = true)]
     pub to: Option<String>,
 }
 
@@ -249,6 +249,7 @@ async fn run(cli: &Cli) -> Result<()> {
 
 fn validate(cli: &Cli, args: &ManifestArg) -> Result<()> {
     let manifest = manifest::load(&args.manifest)?;
+    rollout::bundle::check_source(&manifest.build.source_dir, &manifest.build.dockerfile)?;
     match cli.output {
         Format::Json => print_json(&serde_json::json!({
             "command": "validate",
@@ -256,7 +257,7 @@ fn validate(cli: &Cli, args: &ManifestArg) -> Result<()> {
             "app": manifest.app.name.as_str(),
             "stage": manifest.app.stage.as_str(),
         })),
-        Format::Text => eprintln!("`{}` is valid", args.manifest.display()),
+        Format::Text => print_line(&format!("`{}` is valid", args.manifest.display())),
     }
     Ok(())
 }
@@ -389,8 +390,12 @@ async fn caller_account(clients: &crate::aws::Clients) -> Result<String> {
 
 /// Checks `--image` and returns what to run. ECS takes up to 255 characters of
 /// `[REGISTRY/]REPOSITORY[:TAG][@DIGEST]` with no scheme.
+/// Reads `--image`. Without it the command bundles `build.source_dir`, which is checked here so
+/// that a wrong path fails before the first AWS call.
 fn image_choice(args: &DeployArgs) -> Result<ImageChoice> {
     let Some(uri) = &args.image else {
+        let manifest = manifest::load(&args.manifest.manifest)?;
+        rollout::bundle::check_source(&manifest.build.source_dir, &manifest.build.dockerfile)?;
         return Ok(ImageChoice::Build);
     };
     if let Err(problem) = rollout::reference::parse(uri) {
@@ -450,8 +455,9 @@ async fn update(cli: &Cli, args: &DeployArgs) -> Result<()> {
 async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<()> {
     // A malformed `--to` fails before the first AWS call.
     if let Some(to) = &args.to {
-        let family = crate::names::Names::new(&manifest::load(&args.manifest.manifest)?).task_family();
-        rollout::task_definition::parse_rollback_target(&family, to)?;
+        let manifest = manifest::load(&args.manifest.manifest)?;
+        let family = crate::names::Names::new(&manifest).task_family();
+        rollout::task_definition::parse_rollback_target(&family, &manifest.aws.region, to)?;
     }
     let mut cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
     // The live check's fallback reads the target group, which the stack pass finds.
@@ -468,6 +474,9 @@ async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<()> {
 const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
+    if let Some(filter) = &args.filter {
+        crate::logs::filter_pattern(filter)?;
+    }
     let query = crate::logs::Query {
         since: crate::logs::parse_since(&args.since)?,
         follow: args.follow,

@@ -104,7 +104,7 @@ pub fn parse_since(text: &str) -> Result<Duration> {
 /// backslash inside quotes as an escape, so text that contains `\` is rejected too.
 // NOTE: the backslash rule comes from the CDK's code, not from the service documentation, and
 // has not been tried against CloudWatch Logs itself (moto matches the quoted text as a plain substring).
-fn filter_pattern(text: &str) -> Result<String> {
+pub fn filter_pattern(text: &str) -> Result<String> {
     if text.is_empty() {
         return Err(Error::Input(
             "`--filter` is empty; give the text to match, or leave out `--filter`".into(),

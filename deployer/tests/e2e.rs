@@ -241,6 +241,21 @@ fn follow_stops_when_reader_closes() {
 }
 
 #[test]
+fn missing_source_fails_before_aws() {
+    let stack = Stack::new("nosource");
+    std::fs::remove_dir_all(stack.manifest_path().parent().unwrap().join("source")).unwrap();
+
+    let validate = stack.run(&["validate"]);
+    validate.expect_code(2);
+    assert!(validate.stderr.contains("`build.source_dir`"), "{}", validate.stderr);
+
+    let up = stack.run(&["up"]);
+    up.expect_code(2);
+    assert!(up.stderr.contains("`build.source_dir`"), "{}", up.stderr);
+    assert!(block_on(remaining(&stack)).is_empty(), "up created resources before the source check");
+}
+
+#[test]
 fn unreachable_endpoint_fails_with_hint() {
     let stack = Stack::new("offline");
     let run = Run::from(

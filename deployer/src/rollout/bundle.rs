@@ -62,20 +62,7 @@ impl Bundle {
 /// modes and files in sorted order. `dockerfile` (relative to `source_dir`) must be among the
 /// files; its path is recorded in the bundle, so choosing another Dockerfile changes the hash.
 pub fn create(source_dir: &Path, dockerfile: &Path) -> Result<Bundle> {
-    let files = list_files(source_dir)?;
-    if !files.iter().any(|path| path == Path::new("Cargo.toml")) {
-        return Err(Error::Input(format!(
-            "`{}` has no `Cargo.toml`; set `build.source_dir` to the repository root that holds the app",
-            source_dir.display()
-        )));
-    }
-    if !files.iter().any(|path| path == dockerfile) {
-        return Err(Error::Input(format!(
-            "`build.dockerfile` `{}` is not among the files bundled from `{}`; check the path, and that no ignore file leaves it out",
-            dockerfile.display(),
-            source_dir.display()
-        )));
-    }
+    let files = source_files(source_dir, dockerfile)?;
 
     let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
     let options = SimpleFileOptions::default()
@@ -108,6 +95,31 @@ fn add(zip: &mut ZipWriter<Cursor<Vec<u8>>>, name: &str, bytes: &[u8], options: 
     zip.start_file(name, options)
         .and_then(|()| zip.write_all(bytes).map_err(Into::into))
         .map_err(|e| Error::Failed(format!("failed to add `{name}` to the bundle: {e}")))
+}
+
+/// Checks that `source_dir` contains the app, its `Cargo.toml` and `dockerfile`, without bundling it,
+/// so that a wrong path fails before a command creates or changes anything.
+pub fn check_source(source_dir: &Path, dockerfile: &Path) -> Result<()> {
+    source_files(source_dir, dockerfile).map(drop)
+}
+
+/// The files to bundle from `source_dir`, which must include `Cargo.toml` and `dockerfile`.
+fn source_files(source_dir: &Path, dockerfile: &Path) -> Result<Vec<PathBuf>> {
+    let files = list_files(source_dir)?;
+    if !files.iter().any(|path| path == Path::new("Cargo.toml")) {
+        return Err(Error::Input(format!(
+            "`{}` has no `Cargo.toml`; set `build.source_dir` to the repository root that holds the app",
+            source_dir.display()
+        )));
+    }
+    if !files.iter().any(|path| path == dockerfile) {
+        return Err(Error::Input(format!(
+            "`build.dockerfile` `{}` is not among the files bundled from `{}`; check the path, and that no ignore file leaves it out",
+            dockerfile.display(),
+            source_dir.display()
+        )));
+    }
+    Ok(files)
 }
 
 /// Relative paths of the files to bundle, sorted.

@@ -337,7 +337,7 @@ pub async fn rollback(cx: &Cx, to: Option<&str>) -> Result<Deployed> {
     };
     let running = service.task_definition().unwrap_or_default().to_owned();
     let revisions = task_definition::revisions(cx).await?;
-    let target = task_definition::choose_rollback(&cx.names.task_family(), &revisions, &running, to)?;
+    let target = task_definition::choose_rollback(&cx.names.task_family(), &cx.manifest.aws.region, &revisions, &running, to)?;
     let definition = describe_task_definition(cx, &target).await?;
     let version = definition
         .as_ref()

@@ -3,7 +3,7 @@
 
 use aws_sdk_ecs::types::{
     Compatibility, ContainerDefinition, HealthCheck, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
-    PortMapping, Secret, TaskDefinition, TransportProtocol,
+    PortMapping, Secret, TaskDefinition, TaskDefinitionStatus, TransportProtocol,
 };
 
 use crate::error::{Error, Result};
@@ -290,12 +290,18 @@ fn revision_number(arn: &str) -> Option<u32> {
 
 /// Lists every active revision of our family, oldest first.
 pub async fn revisions(cx: &Cx) -> Result<Vec<String>> {
+    revisions_with_status(cx, TaskDefinitionStatus::Active).await
+}
+
+/// Returns the ARNs of the revisions of the app's family that have `status`, oldest first.
+pub async fn revisions_with_status(cx: &Cx, status: TaskDefinitionStatus) -> Result<Vec<String>> {
     let family = cx.names.task_family();
     let mut pages = cx
         .aws
         .ecs
         .list_task_definitions()
         .family_prefix(&family)
+        .status(status)
         .into_paginator()
         .items()
         .send();
@@ -313,7 +319,13 @@ pub async fn revisions(cx: &Cx) -> Result<Vec<String>> {
 
 /// Chooses the revision `rollback` goes to: `to` (`REVISION`, `family:REVISION` or an ARN), or the
 /// newest one older than `running`.
-pub fn choose_rollback(family: &str, revisions: &[String], running: &str, to: Option<&str>) -> Result<String> {
+pub fn choose_rollback(
+    family: &str,
+    region: &str,
+    revisions: &[String],
+    running: &str,
+    to: Option<&str>,
+) -> Result<String> {
     let listed = || {
         let recent: Vec<&str> = revisions.iter().rev().take(5).map(|arn| short_arn(arn)).collect();
         if recent.is_empty() {
@@ -337,7 +349,7 @@ pub fn choose_rollback(family: &str, revisions: &[String], running: &str, to: Op
                 ))
             });
     };
-    match parse_rollback_target(family, to)? {
+    match parse_rollback_target(family, region, to)? {
         // An ARN must be one of ours exactly: the same account, region and family.
         RollbackTarget::Arn(arn) => revisions.iter().find(|listed| *listed == arn).cloned().ok_or_else(|| {
             Error::Input(format!(
@@ -366,17 +378,37 @@ pub enum RollbackTarget<'a> {
     Number(u32),
 }
 
-/// Reads `rollback --to`: a revision number such as `12`, `{family}:12`, or an ARN. Needs no AWS
-/// call, so a typo fails before the command reads the stack.
-pub fn parse_rollback_target<'a>(family: &str, to: &'a str) -> Result<RollbackTarget<'a>> {
-    if to.starts_with("arn:") {
-        return Ok(RollbackTarget::Arn(to));
-    }
+/// Reads `rollback --to`: a revision number such as `12`, `{family}:12`, or the ARN of a revision
+/// of `family` in `region`. Needs no AWS call, so a typo fails before the command reads the stack.
+pub fn parse_rollback_target<'a>(family: &str, region: &str, to: &'a str) -> Result<RollbackTarget<'a>> {
+    // ECS numbers revisions from 1.
     let number = |text: &str| {
         (!text.is_empty() && text.len() <= 9 && text.chars().all(|c| c.is_ascii_digit()))
             .then(|| text.parse::<u32>().ok())
             .flatten()
+            .filter(|number| *number > 0)
     };
+    if to.starts_with("arn:") {
+        let parts: Vec<&str> = to.split(':').collect();
+        let ours = matches!(
+            parts.as_slice(),
+            ["arn", partition, "ecs", arn_region, account, resource, revision]
+                if !partition.is_empty()
+                    && *arn_region == region
+                    && account.len() == 12
+                    && account.chars().all(|c| c.is_ascii_digit())
+                    && resource.strip_prefix("task-definition/") == Some(family)
+                    && number(revision).is_some()
+        );
+        return if ours {
+            Ok(RollbackTarget::Arn(to))
+        } else {
+            Err(Error::Input(format!(
+                "`--to` `{}` is not the ARN of a revision of `{family}` in region `{region}`, such as `arn:aws:ecs:{region}:123456789012:task-definition/{family}:12`; or give the revision number alone",
+                to.escape_debug()
+            )))
+        };
+    }
     let wanted = match to.split_once(':') {
         None => number(to),
         Some((name, revision)) if name == family => number(revision),
@@ -384,7 +416,7 @@ pub fn parse_rollback_target<'a>(family: &str, to: &'a str) -> Result<RollbackTa
     };
     wanted.map(RollbackTarget::Number).ok_or_else(|| {
         Error::Input(format!(
-            "invalid `--to` `{}`; give a revision number such as `12`, `{family}:12` or the revision's ARN",
+            "invalid `--to` `{}`; give a revision number from 1, such as `12`, `{family}:12` or the revision's ARN",
             to.escape_debug()
         ))
     })
@@ -393,6 +425,8 @@ pub fn parse_rollback_target<'a>(family: &str, to: &'a str) -> Result<RollbackTa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const REGION: &str = "ap-northeast-1";
 
     fn arns(numbers: &[u32]) -> Vec<String> {
         numbers
@@ -403,22 +437,33 @@ mod tests {
 
     #[test]
     fn rollback_target_is_read_without_aws() {
-        assert_eq!(parse_rollback_target("app-prod", "12").unwrap(), RollbackTarget::Number(12));
-        assert_eq!(parse_rollback_target("app-prod", "app-prod:3").unwrap(), RollbackTarget::Number(3));
+        assert_eq!(parse_rollback_target("app-prod", REGION, "12").unwrap(), RollbackTarget::Number(12));
+        assert_eq!(parse_rollback_target("app-prod", REGION, "app-prod:3").unwrap(), RollbackTarget::Number(3));
         let arn = "arn:aws:ecs:ap-northeast-1:123456789012:task-definition/app-prod:4";
-        assert_eq!(parse_rollback_target("app-prod", arn).unwrap(), RollbackTarget::Arn(arn));
-        for bad in ["", "+6", "-1", "1.5", "other:3", "app-prod:", "9999999999", "１２"] {
-            let error = parse_rollback_target("app-prod", bad).unwrap_err().to_string();
+        assert_eq!(parse_rollback_target("app-prod", REGION, arn).unwrap(), RollbackTarget::Arn(arn));
+        for bad in ["", "0", "00", "app-prod:0", "+6", "-1", "1.5", "other:3", "app-prod:", "9999999999", "１２"] {
+            let error = parse_rollback_target("app-prod", REGION, bad).unwrap_err().to_string();
             assert!(error.contains("invalid `--to`"), "{bad}: {error}");
+        }
+        for bad in [
+            "arn:x",
+            "arn:aws:ecs:us-east-1:123456789012:task-definition/app-prod:4",
+            "arn:aws:ecs:ap-northeast-1:123456789012:task-definition/other:4",
+            "arn:aws:ecs:ap-northeast-1:1234:task-definition/app-prod:4",
+            "arn:aws:ecs:ap-northeast-1:123456789012:task-definition/app-prod:0",
+            "arn:aws:ecs:ap-northeast-1:123456789012:service/app-prod:4",
+        ] {
+            let error = parse_rollback_target("app-prod", REGION, bad).unwrap_err().to_string();
+            assert!(error.contains("is not the ARN of a revision of `app-prod`"), "{bad}: {error}");
         }
     }
 
     #[test]
     fn rollback_goes_to_the_newest_older_revision() {
         let revisions = arns(&[3, 5, 6, 9]);
-        assert!(choose_rollback("app-prod", &revisions, &revisions[3], None).unwrap().ends_with(":6"));
-        assert!(choose_rollback("app-prod", &revisions, "app-prod:6", None).unwrap().ends_with(":5"));
-        let error = choose_rollback("app-prod", &revisions, &revisions[0], None).unwrap_err().to_string();
+        assert!(choose_rollback("app-prod", REGION, &revisions, &revisions[3], None).unwrap().ends_with(":6"));
+        assert!(choose_rollback("app-prod", REGION, &revisions, "app-prod:6", None).unwrap().ends_with(":5"));
+        let error = choose_rollback("app-prod", REGION, &revisions, &revisions[0], None).unwrap_err().to_string();
         assert!(error.contains("oldest revision"), "{error}");
     }
 
@@ -426,9 +471,9 @@ mod tests {
     fn rollback_to_accepts_number_family_and_arn() {
         let revisions = arns(&[3, 5, 6]);
         for to in ["5", "app-prod:5", revisions[1].as_str()] {
-            assert_eq!(choose_rollback("app-prod", &revisions, &revisions[2], Some(to)).unwrap(), revisions[1]);
+            assert_eq!(choose_rollback("app-prod", REGION, &revisions, &revisions[2], Some(to)).unwrap(), revisions[1]);
         }
-        let missing = choose_rollback("app-prod", &revisions, &revisions[2], Some("4")).unwrap_err().to_string();
+        let missing = choose_rollback("app-prod", REGION, &revisions, &revisions[2], Some("4")).unwrap_err().to_string();
         assert!(missing.contains("`app-prod:4` is not an active revision"), "{missing}");
         assert!(missing.contains("app-prod:6"), "{missing}");
         for bad in [
@@ -440,7 +485,7 @@ mod tests {
             "garbage/app-prod:5",
             "arn:aws:ecs:us-east-1:999999999999:task-definition/app-prod:5",
         ] {
-            let error = choose_rollback("app-prod", &revisions, &revisions[2], Some(bad)).unwrap_err();
+            let error = choose_rollback("app-prod", REGION, &revisions, &revisions[2], Some(bad)).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{bad}: {error}");
         }
     }
