@@ -3,10 +3,15 @@
 
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, DeploymentCircuitBreaker, DeploymentConfiguration, LaunchType, LoadBalancer,
-    NetworkConfiguration, PropagateTags, Service,
+    NetworkConfiguration, PropagateTags, Service, TaskDefinitionStatus,
 };
 
 use crate::error::{Error, Result};
+
+/// The resource kind of a task definition revision in plan output.
+const TASK_DEFINITION: &str = "ecs:task-definition";
+/// The maximum number of revisions in one `DeleteTaskDefinitions` request.
+const MAX_DELETE_BATCH: usize = 10;
 use crate::plan::{diff_field, Change, Cx, FieldChange};
 use crate::resources::ecs_tags;
 
@@ -149,8 +154,8 @@ fn deployment_configuration() -> DeploymentConfiguration {
         .build()
 }
 
-/// Points the service back at `task_definition` and nothing else: the rollback after a failed
-/// deployment.
+/// Points the service at `task_definition` and nothing else: the rollback after a failed
+/// deployment, or `deployer rollback`, which may also go forward to a newer revision.
 pub async fn switch_to(cx: &Cx, task_definition: &str) -> Result<()> {
     let name = cx.names.service();
     cx.aws
@@ -161,15 +166,16 @@ pub async fn switch_to(cx: &Cx, task_definition: &str) -> Result<()> {
         .task_definition(task_definition)
         .send()
         .await
-        .map_err(|e| Error::aws("roll back ECS service", &name, e))?;
+        .map_err(|e| Error::aws("switch ECS service", &name, e))?;
     cx.progress.say(format!(
-        "rolling {SERVICE} `{name}` back to `{}`",
+        "switching {SERVICE} `{name}` to `{}`",
         super::task_definition::short_arn(task_definition)
     ));
     Ok(())
 }
 
-/// Deletes the service and deregisters every revision of the task definition family.
+/// Deletes the service, then every revision of the task definition family: ECS can delete only
+/// deregistered (INACTIVE) revisions, so each active one is deregistered first.
 pub async fn destroy(cx: &Cx) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
     let name = cx.names.service();
@@ -187,16 +193,39 @@ pub async fn destroy(cx: &Cx) -> Result<Vec<Change>> {
         changes.push(Change::delete(SERVICE, &name));
     }
 
-    let arns = super::task_definition::revisions(cx).await?;
-    for arn in arns {
+    let active = super::task_definition::revisions(cx).await?;
+    for arn in &active {
         cx.aws
             .ecs
             .deregister_task_definition()
-            .task_definition(&arn)
+            .task_definition(arn)
             .send()
             .await
-            .map_err(|e| Error::aws("deregister task definition", &arn, e))?;
-        changes.push(Change::delete("ecs:task-definition", super::task_definition::short_arn(&arn)));
+            .map_err(|e| Error::aws("deregister task definition", arn, e))?;
+        changes.push(Change::delete(TASK_DEFINITION, super::task_definition::short_arn(arn)));
+    }
+
+    // Revisions deregistered by an earlier run, or by hand, are listed as changes too.
+    let inactive = super::task_definition::revisions_with_status(cx, TaskDefinitionStatus::Inactive).await?;
+    for batch in inactive.chunks(MAX_DELETE_BATCH) {
+        let output = cx
+            .aws
+            .ecs
+            .delete_task_definitions()
+            .set_task_definitions(Some(batch.to_vec()))
+            .send()
+            .await
+            .map_err(|e| Error::aws("delete task definitions", cx.names.task_family(), e))?;
+        if let Some(failure) = output.failures().first() {
+            return Err(Error::Failed(format!(
+                "ECS did not delete task definition `{}`: {}",
+                failure.arn().unwrap_or_default(),
+                failure.reason().unwrap_or("ECS gave no reason")
+            )));
+        }
+        for arn in batch.iter().filter(|arn| !active.contains(arn)) {
+            changes.push(Change::delete(TASK_DEFINITION, super::task_definition::short_arn(arn)));
+        }
     }
     Ok(changes)
 }

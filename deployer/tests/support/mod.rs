@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use aws_sdk_ecs::types::TaskDefinitionStatus;
 use ready_line::read_ready_line;
 
 pub const REGION: &str = "ap-northeast-1";
@@ -560,8 +561,11 @@ pub async fn remaining(stack: &Stack) -> Vec<String> {
             .filter(|c| c.status() == Some("ACTIVE"))
             .map(|c| format!("cluster {}", c.cluster_name().unwrap())),
     );
-    let definitions = aws.ecs.list_task_definitions().family_prefix(&prefix).send().await.unwrap();
-    found.extend(definitions.task_definition_arns().iter().map(|arn| format!("task-definition {arn}")));
+    // Deregistered revisions count too: they keep their tags until they are deleted.
+    for status in [TaskDefinitionStatus::Active, TaskDefinitionStatus::Inactive] {
+        let definitions = aws.ecs.list_task_definitions().family_prefix(&prefix).status(status).send().await.unwrap();
+        found.extend(definitions.task_definition_arns().iter().map(|arn| format!("task-definition {arn}")));
+    }
     found
 }
 
