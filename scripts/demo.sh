@@ -186,8 +186,8 @@ esac
 # On failure, say what may still run and how to stop it.
 trap 'status=$?; if ((status != 0)); then say "failed; the emulator and the app may still run: stop them with scripts/demo.sh stop" >&2; fi' EXIT
 
-step "installing the emulator (scripts/setup.sh)"
-scripts/setup.sh
+step "installing the emulator and the OpenID provider (scripts/setup.sh)"
+scripts/setup.sh --no-browser
 
 step "starting the emulator (scripts/emulator.sh start)"
 endpoint=$(scripts/emulator.sh start)

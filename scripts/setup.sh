@@ -4,7 +4,10 @@
 # the OpenID provider of the tests (tests/oidc, `npm ci`), the browser test's
 # driver (tests/browser) and Debian's Chromium when it is missing.
 #
-#   scripts/setup.sh
+#   scripts/setup.sh [--no-browser]
+#
+# `--no-browser` skips tests/browser and Chromium, which only the browser test
+# needs; the local demo passes it.
 #
 # Running it again is cheap: it skips the install when `.venv` already contains
 # exactly the requirements and constraints files that are checked in, which it
@@ -14,6 +17,16 @@
 # `python3`, which must be CPython 3.11 or later).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+with_browser=true
+case ${1:-} in
+"") ;;
+--no-browser) with_browser=false ;;
+*)
+    printf 'setup: error: unknown argument `%s`; the only option is --no-browser\n' "$1" >&2
+    exit 2
+    ;;
+esac
 
 python=${PYTHON:-python3}
 venv=.venv
@@ -118,5 +131,7 @@ install_chromium() {
 
 install_moto
 install_node_packages tests/oidc
-install_node_packages tests/browser
-install_chromium
+if [[ $with_browser == true ]]; then
+    install_node_packages tests/browser
+    install_chromium
+fi

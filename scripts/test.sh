@@ -35,7 +35,7 @@ done
 # and the servers they started.
 time_limit=${TEST_TIME_LIMIT:-30}
 if [[ ! $time_limit =~ ^[1-9][0-9]*$ ]]; then
-    echo "test: invalid TEST_TIME_LIMIT \`$time_limit\`; give a whole number of minutes, such as 30" >&2
+    echo "test: invalid TEST_TIME_LIMIT \`$time_limit\`; give a whole number of minutes from 1, such as 30" >&2
     exit 2
 fi
 cargo test ${scope[@]+"${scope[@]}"} --no-run "$@"
@@ -46,15 +46,25 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 timeout --kill-after=30s "${time_limit}m" cargo test ${scope[@]+"${scope[@]}"} "$@" 2>&1 | tee "$log" || status=$?
+timed_out=false
 if ((status == 124 || status == 137)); then
-    echo "test: the tests did not finish within ${time_limit} minutes; the last test named as running for over 60 seconds hangs" | tee -a "$log" >&2
+    timed_out=true
+    echo "test: the tests did not finish within TEST_TIME_LIMIT=${time_limit} (minutes) and were stopped; a test that cargo reported above as running for over 60 seconds may hang" | tee -a "$log" >&2
 fi
 # The self-check of the test OpenID provider runs with the whole suite only.
 if ((${#scope[@]} > 0)) && (($# == 0)); then
     node --test tests/oidc/selfcheck.mjs 2>&1 | tee -a "$log" || status=$?
 fi
-awk '/^test result:/ { passed += $4; failed += $6 }
+# Count each test's own line, so a run stopped at the time limit still counts
+# the tests that finished.
+awk -v timed_out="$timed_out" \
+    '/^test .* \.\.\. ok$/ { passed++ }
+     /^test .* \.\.\. FAILED$/ { failed++ }
      /^# pass / { passed += $3 }
      /^# fail / { failed += $3 }
-     END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+     END {
+         printf "tests: %d passed, %d failed", passed, failed
+         if (timed_out == "true") printf " (stopped at the time limit)"
+         printf "\n"
+     }' "$log"
 exit "$status"
