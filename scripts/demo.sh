@@ -164,7 +164,8 @@ start_serving_double() {
 # A session key made once per checkout, so sessions survive a restart of the demo.
 session_key() {
     local file=.local/session-key
-    [[ -s $file ]] || head -c 64 /dev/urandom | base64 -w0 >"$file"
+    [[ -s $file ]] || (umask 077 && head -c 64 /dev/urandom | base64 -w0 >"$file")
+    chmod 600 "$file"
     cat "$file"
 }
 

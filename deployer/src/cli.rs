@@ -300,7 +300,12 @@ fn print_status(status: &rollout::status::Status) {
         print_line(&format!(
             "last deploy:      {} {} at {}{}",
             last.command,
-            last.result,
+            match last.result.as_str() {
+                "rolled_back" => "failed and was rolled back",
+                "not_rolled_back" => "failed and was not rolled back",
+                "interrupted" => "was interrupted",
+                other => other,
+            },
             last.finished_at,
             last.reason.as_deref().map(|reason| format!(": {reason}")).unwrap_or_default()
         ));
