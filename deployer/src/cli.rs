@@ -489,7 +489,8 @@ async fn logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
         build: args.build,
     };
     let cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
-    // Following ends on Ctrl-C, or once the reader of stdout has gone, as after `| head -1`.
+    // Following ends on SIGINT or SIGTERM with exit code 0, or once the reader of stdout has gone,
+    // as after `| head -1`.
     let stop = async {
         let reader_gone = async {
             while !crate::output::stdout_closed() {
@@ -497,7 +498,7 @@ async fn logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
             }
         };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = interrupt() => {}
             () = reader_gone => {}
         }
     };

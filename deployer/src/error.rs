@@ -100,7 +100,7 @@ impl Error {
                     .into(),
             ),
             Error::Aws { source, .. } if is_connection_problem(&source.0) => Some(
-                "check the network path to the AWS endpoint (`AWS_ENDPOINT_URL` when set) and retry".into(),
+                "check the network path to the AWS endpoint (`AWS_ENDPOINT_URL` when set) and that `aws.region` in the manifest names a region that exists and is enabled for the account, then retry".into(),
             ),
             Error::NotRolledBack { .. } => Some(
                 "run `deployer status` to see what runs now, then `deployer rollback` or `deployer update` once the cause is fixed"

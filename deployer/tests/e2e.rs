@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use support::{block_on, ec2_counts, remaining, Stack, CLIENT_SECRET};
@@ -238,6 +239,14 @@ fn follow_stops_when_reader_closes() {
 
     let run = stack.run_with_closed_stdout(&["logs", "--follow", "--since", "10m"], Duration::from_secs(30));
     run.expect_code(0);
+
+    let mut follow = stack.command(&["logs", "--follow"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let killed = std::process::Command::new("kill").args(["-TERM", &follow.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let output = follow.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "logs --follow after SIGTERM");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("listening on 0.0.0.0:8080"));
 }
 
 #[test]
