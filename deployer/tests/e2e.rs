@@ -240,7 +240,7 @@ fn follow_stops_when_reader_closes() {
     let run = stack.run_with_closed_stdout(&["logs", "--follow", "--since", "10m"], Duration::from_secs(30));
     run.expect_code(0);
 
-    let mut follow = stack.command(&["logs", "--follow"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let follow = stack.command(&["logs", "--follow"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_secs(3));
     let killed = std::process::Command::new("kill").args(["-TERM", &follow.id().to_string()]).status().unwrap();
     assert!(killed.success());
@@ -289,6 +289,7 @@ fn failing_health_check_fails_up() {
     assert!(run.stderr.contains("HTTP 503"), "{}", run.stderr);
     assert!(run.stderr.contains(&stack.health.url), "{}", run.stderr);
     assert!(run.stderr.contains("no earlier revision"), "{}", run.stderr);
+    assert!(block_on(marked_failed(&stack, 1)), "the revision that failed its live check was not marked");
 
     let status = stack.run(&["status", "--output", "json"]);
     assert_eq!(status.json()["service"]["last_deploy"]["result"], "not_rolled_back");
@@ -550,6 +551,61 @@ fn rollback_returns_to_the_previous_revision() {
         run.expect_code(2);
         assert!(run.stderr.contains("--to") || run.stderr.contains("not an active revision"), "{}", run.stderr);
     }
+}
+
+/// True when revision `revision` of `stack` carries the deployer's failed-rollout tag.
+async fn marked_failed(stack: &Stack, revision: u32) -> bool {
+    let aws = support::clients().await;
+    let described = aws
+        .ecs
+        .describe_task_definition()
+        .task_definition(format!("{}:{revision}", stack.prefix()))
+        .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+        .send()
+        .await
+        .unwrap();
+    described.tags().iter().any(|tag| tag.key() == Some("deployer:rollout") && tag.value() == Some("failed"))
+}
+
+/// Tags revision `revision` of `stack` as the deployer tags a revision whose rollout failed.
+async fn mark_failed_by_hand(stack: &Stack, revision: u32) {
+    let aws = support::clients().await;
+    let described = aws
+        .ecs
+        .describe_task_definition()
+        .task_definition(format!("{}:{revision}", stack.prefix()))
+        .send()
+        .await
+        .unwrap();
+    let arn = described.task_definition().unwrap().task_definition_arn().unwrap();
+    let tag = aws_sdk_ecs::types::Tag::builder().key("deployer:rollout").value("failed").build();
+    aws.ecs.tag_resource().resource_arn(arn).tags(tag).send().await.unwrap();
+}
+
+#[test]
+fn rollback_passes_over_failed_revisions() {
+    let stack = Stack::new("skip");
+    stack.up().expect_code(0);
+    for version in ["v2", "v3"] {
+        let main = format!("fn main() {{ println!(\"{version}\"); }}\n");
+        std::fs::write(stack.dir.path().join("source/app/src/main.rs"), main).unwrap();
+        stack.run_with_builder(&["update"]).expect_code(0);
+    }
+    // Revision 2 failed its rollout, as a failed live check leaves it.
+    block_on(mark_failed_by_hand(&stack, 2));
+
+    let run = stack.run(&["rollback", "--output", "json"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["deployed"]["task_definition"], format!("{}:1", stack.prefix()));
+    assert!(run.stderr.contains(&format!("passing over `{}:2`", stack.prefix())), "{}", run.stderr);
+
+    // From revision 3, with 1 and 2 both marked, nothing older is left.
+    stack.run(&["rollback", "--to", "3"]).expect_code(0);
+    block_on(mark_failed_by_hand(&stack, 1));
+    let none = stack.run(&["rollback"]);
+    none.expect_code(2);
+    assert!(none.stderr.contains("every revision older than"), "{}", none.stderr);
+    assert!(none.stderr.contains("--to"), "{}", none.stderr);
 }
 
 #[test]

@@ -24,6 +24,7 @@ use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutp
 use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
 use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
 use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionOutput;
+use aws_sdk_ecs::operation::tag_resource::TagResourceOutput;
 use aws_sdk_ecs::operation::update_service::UpdateServiceOutput;
 use aws_sdk_ecs::types::{
     Container, ContainerDefinition, Deployment, DeploymentRolloutState, KeyValuePair, Service, Task, TaskDefinition,
@@ -129,6 +130,8 @@ struct Scenario {
     update_service: Rule,
     register: Rule,
     start_build: Rule,
+    /// `TagResource`, which marks a revision whose rollout failed.
+    tag_failed: Rule,
     /// The task ARNs `DescribeTasks` was asked for.
     described_tasks: Arc<Mutex<Vec<String>>>,
 }
@@ -154,12 +157,18 @@ impl Scenario {
         let start_build = mock!(aws_sdk_codebuild::Client::start_build).then_output(|| {
             StartBuildOutput::builder().build_value(Build::builder().id("scripted:build-1").build()).build()
         });
+        let tag_failed = mock!(aws_sdk_ecs::Client::tag_resource)
+            .match_requests(|request| {
+                request.tags().iter().any(|tag| tag.key() == Some("deployer:rollout") && tag.value() == Some("failed"))
+            })
+            .then_output(|| TagResourceOutput::builder().build());
         let rules = Rules {
             ecs: vec![
                 describe_services_rule(&world),
                 update_service.clone(),
                 register.clone(),
                 describe_task_definition_rule(),
+                tag_failed.clone(),
             ],
             elb: vec![healthy_targets_rule()],
             s3: vec![mock!(aws_sdk_s3::Client::put_object).then_output(|| PutObjectOutput::builder().build())],
@@ -172,6 +181,7 @@ impl Scenario {
             update_service,
             register,
             start_build,
+            tag_failed,
             described_tasks: Arc::default(),
         }
     }
@@ -424,6 +434,7 @@ fn rollout_completes() {
     assert_eq!(deployed.task_definition, format!("{}:2", scenario.stack.prefix()));
     assert_eq!(scenario.register.num_calls(), 1);
     assert_eq!(scenario.update_service.num_calls(), 1);
+    assert_eq!(scenario.tag_failed.num_calls(), 0);
     assert_eq!(scenario.world.lock().unwrap().running, arn(&scenario.stack, 2));
 }
 
@@ -462,6 +473,7 @@ fn circuit_breaker_rollback_is_a_failed_deploy() {
     assert!(text.contains(&format!("rolled back to `{}:1`", scenario.stack.prefix())), "{text}");
     // ECS already switched back, so the deployer makes no second update.
     assert_eq!(scenario.update_service.num_calls(), 1);
+    assert_eq!(scenario.tag_failed.num_calls(), 1, "the failed revision was not marked");
 }
 
 #[test]
@@ -505,6 +517,7 @@ fn failing_health_after_switch_rolls_back() {
     assert!(text.contains("step `health`"), "{text}");
     assert!(text.contains("HTTP 503"), "{text}");
     assert_eq!(scenario.update_service.num_calls(), 2);
+    assert_eq!(scenario.tag_failed.num_calls(), 1, "the failed revision was not marked");
     assert_eq!(scenario.stack.health.status.load(Ordering::SeqCst), 200);
 }
 

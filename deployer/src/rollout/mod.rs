@@ -281,6 +281,7 @@ async fn verify_switch(cx: &Cx, task_definition: &str, previous: Option<&str>) -
         Ok(Outcome::RolledBackByEcs { reason, restored }) => (reason, Some(restored)),
         Err(error) => (cause_chain(&error), None),
     };
+    task_definition::mark_failed(cx, task_definition).await;
     Err(roll_back(cx, reason, previous, restored_by_ecs).await)
 }
 
@@ -337,7 +338,10 @@ pub async fn rollback(cx: &Cx, to: Option<&str>) -> Result<Deployed> {
     };
     let running = service.task_definition().unwrap_or_default().to_owned();
     let revisions = task_definition::revisions(cx).await?;
-    let target = task_definition::choose_rollback(&cx.names.task_family(), &cx.manifest.aws.region, &revisions, &running, to)?;
+    let target = match to {
+        Some(_) => task_definition::choose_rollback(&cx.names.task_family(), &cx.manifest.aws.region, &revisions, &running, to)?,
+        None => previous_good(cx, &revisions, &running).await?,
+    };
     let definition = describe_task_definition(cx, &target).await?;
     let version = definition
         .as_ref()
@@ -367,6 +371,38 @@ pub async fn rollback(cx: &Cx, to: Option<&str>) -> Result<Deployed> {
         version,
         task_definition: short_arn(&target).to_owned(),
     })
+}
+
+/// Returns the newest revision older than `running` whose rollout did not fail, passing over the
+/// revisions that [`task_definition::mark_failed`] tagged.
+async fn previous_good(cx: &Cx, revisions: &[String], running: &str) -> Result<String> {
+    let family = cx.names.task_family();
+    let mut skipped = Vec::new();
+    let mut newer = running.to_owned();
+    loop {
+        let candidate = match task_definition::choose_rollback(&family, &cx.manifest.aws.region, revisions, &newer, None) {
+            Ok(candidate) => candidate,
+            Err(_) if !skipped.is_empty() => {
+                return Err(Error::Input(format!(
+                    "every revision older than `{}` failed its rollout ({}); choose one with `deployer rollback --to REVISION`",
+                    short_arn(running),
+                    skipped.join(", ")
+                )))
+            }
+            Err(error) => return Err(error),
+        };
+        if !task_definition::is_marked_failed(cx, &candidate).await? {
+            if !skipped.is_empty() {
+                cx.progress.say(format!(
+                    "passing over {}, whose rollout failed; give `--to` to choose one anyway",
+                    skipped.join(", ")
+                ));
+            }
+            return Ok(candidate);
+        }
+        skipped.push(format!("`{}`", short_arn(&candidate)));
+        newer = candidate;
+    }
 }
 
 #[cfg(test)]

@@ -317,6 +317,36 @@ pub async fn revisions_with_status(cx: &Cx, status: TaskDefinitionStatus) -> Res
     Ok(arns)
 }
 
+/// The tag on a revision whose rollout failed, so that `rollback` without `--to` passes over it.
+pub const FAILED_TAG: (&str, &str) = ("deployer:rollout", "failed");
+
+/// Tags `arn` as a revision whose rollout failed. A tag that cannot be written is only logged,
+/// because the rollback that follows matters more.
+pub async fn mark_failed(cx: &Cx, arn: &str) {
+    let tag = aws_sdk_ecs::types::Tag::builder().key(FAILED_TAG.0).value(FAILED_TAG.1).build();
+    if let Err(error) = cx.aws.ecs.tag_resource().resource_arn(arn).tags(tag).send().await {
+        let error = Error::aws("tag task definition", arn, error);
+        tracing::warn!(%error, "could not mark the failed revision; `deployer rollback` may choose it");
+    }
+}
+
+/// True when `arn` carries [`FAILED_TAG`].
+pub async fn is_marked_failed(cx: &Cx, arn: &str) -> Result<bool> {
+    let described = cx
+        .aws
+        .ecs
+        .describe_task_definition()
+        .task_definition(arn)
+        .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+        .send()
+        .await
+        .map_err(|e| Error::aws("describe task definition", arn, e))?;
+    Ok(described
+        .tags()
+        .iter()
+        .any(|tag| tag.key() == Some(FAILED_TAG.0) && tag.value() == Some(FAILED_TAG.1)))
+}
+
 /// Chooses the revision `rollback` goes to: `to` (`REVISION`, `family:REVISION` or an ARN), or the
 /// newest one older than `running`.
 pub fn choose_rollback(
