@@ -46,6 +46,9 @@ pub struct Outputs {
     pub secrets_changed: bool,
     /// Set once the rollout asked ECS to run a new revision: the revision and the one before.
     pub switch: Option<Switch>,
+    /// The id of the PRIMARY deployment that the last `CreateService` or `UpdateService` returned.
+    /// The next wait takes it and waits until ECS reports that deployment as PRIMARY.
+    pub started_deployment: Option<String>,
 }
 
 /// A change of the service's revision that the rollout started.

@@ -79,7 +79,8 @@ pub async fn apply(cx: &Cx, current: Option<&Service>, task_definition: &str) ->
     let Some(change) = Change::update(SERVICE, &name, fields) else {
         return Ok(None);
     };
-    cx.aws
+    let updated = cx
+        .aws
         .ecs
         .update_service()
         .cluster(cx.names.cluster())
@@ -92,6 +93,7 @@ pub async fn apply(cx: &Cx, current: Option<&Service>, task_definition: &str) ->
         .send()
         .await
         .map_err(|e| Error::aws("update ECS service", &name, e))?;
+    note_started_deployment(cx, updated.service());
     cx.progress.say(format!("updated {SERVICE} `{name}`"));
     Ok(Some(change))
 }
@@ -103,7 +105,8 @@ async fn create(cx: &Cx, task_definition: &str) -> Result<()> {
         .target_group_arn
         .clone()
         .ok_or_else(|| Error::Internal("no target group for the service".into()))?;
-    cx.aws
+    let created = cx
+        .aws
         .ecs
         .create_service()
         .cluster(cx.names.cluster())
@@ -126,6 +129,7 @@ async fn create(cx: &Cx, task_definition: &str) -> Result<()> {
         .send()
         .await
         .map_err(|e| Error::aws("create ECS service", &name, e))?;
+    note_started_deployment(cx, created.service());
     cx.progress.say(format!("created {SERVICE} `{name}`"));
     Ok(())
 }
@@ -145,6 +149,17 @@ fn network_configuration(cx: &Cx) -> Result<NetworkConfiguration> {
     Ok(NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
 }
 
+/// Keeps the id of the PRIMARY deployment in `service`, as ECS returned it, for the wait that
+/// follows.
+fn note_started_deployment(cx: &Cx, service: Option<&Service>) {
+    cx.outputs().started_deployment = service
+        .into_iter()
+        .flat_map(|service| service.deployments())
+        .find(|deployment| deployment.status() == Some("PRIMARY"))
+        .and_then(|deployment| deployment.id())
+        .map(str::to_owned);
+}
+
 /// Rolling updates that keep full capacity, with the circuit breaker rolling back a failed deployment.
 fn deployment_configuration() -> DeploymentConfiguration {
     DeploymentConfiguration::builder()
@@ -158,7 +173,8 @@ fn deployment_configuration() -> DeploymentConfiguration {
 /// deployment, or `deployer rollback`, which may also go forward to a newer revision.
 pub async fn switch_to(cx: &Cx, task_definition: &str) -> Result<()> {
     let name = cx.names.service();
-    cx.aws
+    let updated = cx
+        .aws
         .ecs
         .update_service()
         .cluster(cx.names.cluster())
@@ -167,6 +183,7 @@ pub async fn switch_to(cx: &Cx, task_definition: &str) -> Result<()> {
         .send()
         .await
         .map_err(|e| Error::aws("switch ECS service", &name, e))?;
+    note_started_deployment(cx, updated.service());
     cx.progress.say(format!(
         "switching {SERVICE} `{name}` to `{}`",
         super::task_definition::short_arn(task_definition)

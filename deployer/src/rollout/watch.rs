@@ -103,13 +103,14 @@ pub async fn until_stable(cx: &Cx, task_definition: &str) -> Result<Outcome> {
     let revision = short_arn(task_definition).to_owned();
     cx.progress.say(format!("waiting for {SERVICE} `{name}` to run `{revision}`"));
     let deadline = Instant::now() + cx.manifest.deploy.timeout;
+    let started = cx.outputs().started_deployment.take();
     let mut seen = Seen::default();
     loop {
         let service = service::find(cx)
             .await?
             .ok_or_else(|| Error::Failed(format!("{SERVICE} `{name}` disappeared during the deployment")))?;
         report_events(cx, &service, &mut seen);
-        if let Some(outcome) = check_deployment(&service, task_definition)? {
+        if let Some(outcome) = check_deployment(&service, task_definition, started.as_deref())? {
             if outcome == Outcome::Stable {
                 cx.progress.say(format!("{SERVICE} `{name}` runs `{revision}` steadily"));
             }
@@ -129,8 +130,9 @@ pub async fn until_stable(cx: &Cx, task_definition: &str) -> Result<Outcome> {
 }
 
 /// Reads the deployment state: `Some` when it ended, `None` while it runs, an error when ECS
-/// marked it failed without a rollback.
-pub fn check_deployment(service: &Service, task_definition: &str) -> Result<Option<Outcome>> {
+/// marked it failed without a rollback. `started` is the id of the deployment that the update
+/// started, when ECS returned one: until ECS reports it as PRIMARY, the read is stale.
+pub fn check_deployment(service: &Service, task_definition: &str, started: Option<&str>) -> Result<Option<Outcome>> {
     let deployments = service.deployments();
     let Some(primary) = deployments.iter().find(|deployment| deployment.status() == Some("PRIMARY")) else {
         return Ok(None);
@@ -148,6 +150,9 @@ pub fn check_deployment(service: &Service, task_definition: &str) -> Result<Opti
             reason: format!("the deployment of `{revision}` failed and ECS rolled it back: {reason}"),
             restored: running.to_owned(),
         }));
+    }
+    if started.is_some_and(|started| primary.id() != Some(started)) {
+        return Ok(None);
     }
     if primary.rollout_state() == Some(&DeploymentRolloutState::Failed) {
         return Err(Error::Failed(format!(
@@ -332,4 +337,55 @@ pub fn targets_text(targets: &[TargetHealthDescription]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ecs::types::Deployment;
+
+    use super::*;
+
+    const OLD: &str = "arn:aws:ecs:ap-northeast-1:123456789012:task-definition/app-prod:1";
+    const NEW: &str = "arn:aws:ecs:ap-northeast-1:123456789012:task-definition/app-prod:2";
+
+    fn primary(id: &str, task_definition: &str) -> Deployment {
+        Deployment::builder()
+            .id(id)
+            .status("PRIMARY")
+            .task_definition(task_definition)
+            .rollout_state(DeploymentRolloutState::Completed)
+            .running_count(1)
+            .desired_count(1)
+            .build()
+    }
+
+    fn service(task_definition: &str, deployment: Deployment) -> Service {
+        Service::builder()
+            .task_definition(task_definition)
+            .desired_count(1)
+            .deployments(deployment)
+            .build()
+    }
+
+    #[test]
+    fn stale_primary_is_not_stable() {
+        // A read from before the update: the old deployment, complete, is still PRIMARY.
+        let stale = service(NEW, primary("ecs-svc/1", OLD));
+        assert_eq!(check_deployment(&stale, NEW, Some("ecs-svc/2")).unwrap(), None);
+    }
+
+    #[test]
+    fn started_primary_is_stable() {
+        let current = service(NEW, primary("ecs-svc/2", NEW));
+        assert_eq!(check_deployment(&current, NEW, Some("ecs-svc/2")).unwrap(), Some(Outcome::Stable));
+        // Without an id from the update, the count and the rollout state decide.
+        assert_eq!(check_deployment(&current, NEW, None).unwrap(), Some(Outcome::Stable));
+    }
+
+    #[test]
+    fn circuit_breaker_wins_over_stale_read() {
+        let rolled_back = service(OLD, primary("ecs-svc/3", OLD));
+        let outcome = check_deployment(&rolled_back, NEW, Some("ecs-svc/2")).unwrap();
+        assert!(matches!(outcome, Some(Outcome::RolledBackByEcs { .. })), "{outcome:?}");
+    }
 }
