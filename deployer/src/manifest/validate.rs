@@ -576,7 +576,7 @@ fn tag_key(cx: &mut Checker, path: &str, key: &Spanned<String>) -> bool {
         )
     } else if !is_tag_text(text) {
         (
-            format!("tag key `{text}` contains a character AWS does not allow"),
+            format!("tag key `{}` contains a character AWS does not allow", text.escape_debug()),
             "use letters, digits, spaces and `_ . : / = + - @`".to_owned(),
         )
     } else {
@@ -596,7 +596,7 @@ fn tag_value(cx: &mut Checker, path: &str, value: &Spanned<String>) -> bool {
         )
     } else if !is_tag_text(text) {
         (
-            format!("tag value `{text}` contains a character AWS does not allow"),
+            format!("tag value `{}` contains a character AWS does not allow", text.escape_debug()),
             "use letters, digits, spaces and `_ . : / = + - @`".to_owned(),
         )
     } else {

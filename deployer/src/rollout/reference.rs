@@ -59,7 +59,7 @@ fn check_tag(tag: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "the tag `{tag}` is not 1 to 128 letters, digits, `_`, `.` or `-` starting with a letter, digit or `_`"
+            "the tag `{tag}` is not 1 to 128 ASCII letters, digits, `_`, `.` or `-` starting with a letter, digit or `_`"
         ))
     }
 }
