@@ -147,9 +147,33 @@ pub fn print_line(text: &str) {
 }
 
 /// True once stdout's reader has closed the pipe, so that a command that only prints, such as
-/// `logs --follow`, can stop.
+/// `logs --follow`, can stop. On Unix this also polls stdout, because lines still buffered in
+/// the pipe when the reader closed it, as `head -1` does, leave no failed write to notice.
 pub fn stdout_closed() -> bool {
-    STDOUT_CLOSED.load(Ordering::Relaxed)
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return true;
+    }
+    #[cfg(unix)]
+    if stdout_reader_gone() {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        return true;
+    }
+    false
+}
+
+/// Polls stdout without waiting: a pipe whose read end is closed reports `POLLERR`, and a closed
+/// socket or terminal `POLLHUP`. A regular file reports neither.
+#[cfg(unix)]
+fn stdout_reader_gone() -> bool {
+    let mut descriptor = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: `descriptor` is one valid `pollfd` that lives for the call, and a timeout of 0
+    // returns at once.
+    let ready = unsafe { libc::poll(&mut descriptor, 1, 0) };
+    ready > 0 && descriptor.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 /// True when colour may be used on stderr: a terminal, and `NO_COLOR` unset.
