@@ -29,6 +29,9 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub events: bool,
 
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -36,7 +39,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a manifest and report every problem with its line and column.
-    Validate(ManifestArg),
+    Validate,
     /// Show what `up` would create, update, replace or delete.
     Plan(DeployArgs),
     /// Create or converge the whole stack, then build and roll out the app and check `/health`.
@@ -50,23 +53,20 @@ pub enum Command {
     /// Delete everything `up` created for this app and stage.
     Destroy(DestroyArgs),
     /// Show the source bundle `up` would upload: its image tag, hash and files.
-    Bundle(ManifestArg),
+    Bundle,
     /// Show the running version: task definition, image, task counts and deployments.
-    Status(ManifestArg),
+    Status,
 }
 
 #[derive(Debug, Args)]
 pub struct ManifestArg {
-    /// Path of the manifest.
-    #[arg(short, long, env = "DEPLOYER_MANIFEST", default_value = "deployer.toml")]
+    /// Path of the manifest; before or after the command.
+    #[arg(short, long, global = true, env = "DEPLOYER_MANIFEST", default_value = "deployer.toml")]
     pub manifest: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    #[command(flatten)]
-    pub manifest: ManifestArg,
-
     /// Run this image (`REPOSITORY[:TAG|@DIGEST]`) instead of building the app source.
     #[arg(long, value_name = "URI")]
     pub image: Option<String>,
@@ -74,9 +74,6 @@ pub struct DeployArgs {
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    #[command(flatten)]
-    pub manifest: ManifestArg,
-
     /// The revision to run: `12`, `family:12` or a task definition ARN.
     #[arg(long, value_name = "REVISION", allow_hyphen_values = true)]
     pub to: Option<String>,
@@ -84,9 +81,6 @@ pub struct RollbackArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    #[command(flatten)]
-    pub manifest: ManifestArg,
-
     /// How far back to read, such as `30s`, `10m`, `2h` or `1d` (at most 30 days).
     #[arg(long, value_name = "DURATION", default_value = "10m")]
     pub since: String,
@@ -106,9 +100,6 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
-    #[command(flatten)]
-    pub manifest: ManifestArg,
-
     /// Confirm the deletion; without it `destroy` deletes nothing and exits with code 2.
     #[arg(long)]
     pub yes: bool,
@@ -220,34 +211,35 @@ impl Command {
     /// Returns the subcommand's name, as typed.
     fn name(&self) -> &'static str {
         match self {
-            Command::Validate(_) => "validate",
+            Command::Validate => "validate",
             Command::Plan(_) => "plan",
             Command::Up(_) => "up",
             Command::Update(_) => "update",
             Command::Rollback(_) => "rollback",
             Command::Logs(_) => "logs",
             Command::Destroy(_) => "destroy",
-            Command::Bundle(_) => "bundle",
-            Command::Status(_) => "status",
+            Command::Bundle => "bundle",
+            Command::Status => "status",
         }
     }
 }
 
 async fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
-        Command::Validate(args) => validate(cli, args),
+        Command::Validate => validate(cli),
         Command::Plan(args) => plan_command(cli, args).await,
         Command::Up(args) => up(cli, args).await,
         Command::Update(args) => update(cli, args).await,
         Command::Rollback(args) => rollback(cli, args).await,
         Command::Logs(args) => logs(cli, args).await,
         Command::Destroy(args) => destroy(cli, args).await,
-        Command::Bundle(args) => bundle(cli, args),
-        Command::Status(args) => status(cli, args).await,
+        Command::Bundle => bundle(cli),
+        Command::Status => status(cli).await,
     }
 }
 
-fn validate(cli: &Cli, args: &ManifestArg) -> Result<()> {
+fn validate(cli: &Cli) -> Result<()> {
+    let args = &cli.manifest;
     let manifest = manifest::load(&args.manifest)?;
     rollout::bundle::check_source(&manifest.build.source_dir, &manifest.build.dockerfile)?;
     match cli.output {
@@ -262,7 +254,8 @@ fn validate(cli: &Cli, args: &ManifestArg) -> Result<()> {
     Ok(())
 }
 
-async fn status(cli: &Cli, args: &ManifestArg) -> Result<()> {
+async fn status(cli: &Cli) -> Result<()> {
+    let args = &cli.manifest;
     let cx = context(cli, &args.manifest, Mode::Plan).await?;
     let status = rollout::status::read(&cx).await?;
     match cli.output {
@@ -312,7 +305,8 @@ fn print_status(status: &rollout::status::Status) {
     }
 }
 
-fn bundle(cli: &Cli, args: &ManifestArg) -> Result<()> {
+fn bundle(cli: &Cli) -> Result<()> {
+    let args = &cli.manifest;
     let manifest = manifest::load(&args.manifest)?;
     let bundle = rollout::bundle::create(&manifest.build.source_dir, &manifest.build.dockerfile)?;
     match cli.output {
@@ -397,9 +391,9 @@ async fn caller_account(clients: &crate::aws::Clients) -> Result<String> {
 /// `[REGISTRY/]REPOSITORY[:TAG][@DIGEST]` with no scheme.
 /// Reads `--image`. Without it the command bundles `build.source_dir`, which is checked here so
 /// that a wrong path fails before the first AWS call.
-fn image_choice(args: &DeployArgs) -> Result<ImageChoice> {
+fn image_choice(cli: &Cli, args: &DeployArgs) -> Result<ImageChoice> {
     let Some(uri) = &args.image else {
-        let manifest = manifest::load(&args.manifest.manifest)?;
+        let manifest = manifest::load(&cli.manifest.manifest)?;
         rollout::bundle::check_source(&manifest.build.source_dir, &manifest.build.dockerfile)?;
         return Ok(ImageChoice::Build);
     };
@@ -413,8 +407,8 @@ fn image_choice(args: &DeployArgs) -> Result<ImageChoice> {
 }
 
 async fn plan_command(cli: &Cli, args: &DeployArgs) -> Result<()> {
-    let image = image_choice(args)?;
-    let cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
+    let image = image_choice(cli, args)?;
+    let cx = context(cli, &cli.manifest.manifest, Mode::Plan).await?;
     let mut changes = plan::run(&cx, Kind::ALL, Operation::Converge).await?;
     changes.extend(rollout::plan(&cx, &image).await?);
     finish(cli, &cx, "plan", &changes, Ending::default());
@@ -422,8 +416,8 @@ async fn plan_command(cli: &Cli, args: &DeployArgs) -> Result<()> {
 }
 
 async fn up(cli: &Cli, args: &DeployArgs) -> Result<()> {
-    let image = image_choice(args)?;
-    let cx = context(cli, &args.manifest.manifest, Mode::Apply).await?;
+    let image = image_choice(cli, args)?;
+    let cx = context(cli, &cli.manifest.manifest, Mode::Apply).await?;
     cx.progress.phase("stack");
     let mut changes = plan::run(&cx, Kind::ALL, Operation::Converge).await?;
     let deployed = recorded(&cx, "up", until_interrupted(&cx, rollout::apply(&cx, &image)).await).await?;
@@ -435,8 +429,8 @@ async fn up(cli: &Cli, args: &DeployArgs) -> Result<()> {
 
 /// Rolls out a new version on the stack `up` made, which it reads but never changes.
 async fn update(cli: &Cli, args: &DeployArgs) -> Result<()> {
-    let image = image_choice(args)?;
-    let mut cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
+    let image = image_choice(cli, args)?;
+    let mut cx = context(cli, &cli.manifest.manifest, Mode::Plan).await?;
     cx.progress.phase("stack");
     let drift = plan::run(&cx, Kind::ALL, Operation::Converge).await?;
     require_stack(&cx, &drift)?;
@@ -460,11 +454,11 @@ async fn update(cli: &Cli, args: &DeployArgs) -> Result<()> {
 async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<()> {
     // A malformed `--to` fails before the first AWS call.
     if let Some(to) = &args.to {
-        let manifest = manifest::load(&args.manifest.manifest)?;
+        let manifest = manifest::load(&cli.manifest.manifest)?;
         let family = crate::names::Names::new(&manifest).task_family();
         rollout::task_definition::parse_rollback_target(&family, &manifest.aws.region, to)?;
     }
-    let mut cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
+    let mut cx = context(cli, &cli.manifest.manifest, Mode::Plan).await?;
     // The live check's fallback reads the target group, which the stack pass finds.
     cx.progress.phase("stack");
     plan::run(&cx, Kind::ALL, Operation::Converge).await?;
@@ -488,7 +482,7 @@ async fn logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
         filter: args.filter.clone(),
         build: args.build,
     };
-    let cx = context(cli, &args.manifest.manifest, Mode::Plan).await?;
+    let cx = context(cli, &cli.manifest.manifest, Mode::Plan).await?;
     // Following ends on SIGINT or SIGTERM with exit code 0, or once the reader of stdout has gone,
     // as after `| head -1`.
     let stop = async {
@@ -645,13 +639,13 @@ async fn recorded(cx: &Cx, command: &str, result: Result<rollout::Deployed>) -> 
 
 async fn destroy(cli: &Cli, args: &DestroyArgs) -> Result<()> {
     if !args.yes {
-        let manifest = manifest::load(&args.manifest.manifest)?;
+        let manifest = manifest::load(&cli.manifest.manifest)?;
         return Err(Error::Input(format!(
             "`destroy` deletes every resource of `{}-{}`; rerun with `--yes` to confirm",
             manifest.app.name, manifest.app.stage
         )));
     }
-    let cx = context(cli, &args.manifest.manifest, Mode::Apply).await?;
+    let cx = context(cli, &cli.manifest.manifest, Mode::Apply).await?;
     let mut changes = rollout::service::destroy(&cx).await?;
     changes.extend(plan::run(&cx, Kind::ALL, Operation::Destroy).await?);
     finish(cli, &cx, "destroy", &changes, Ending::default());

@@ -240,6 +240,29 @@ fn follow_stops_when_reader_closes() {
     let run = stack.run_with_closed_stdout(&["logs", "--follow", "--since", "10m"], Duration::from_secs(30));
     run.expect_code(0);
 
+    // A reader that takes one line and closes, as `head -1` does, with the line already read.
+    let mut head = stack
+        .command(&["logs", "--follow", "--since", "10m"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(head.stdout.take().unwrap()), &mut first).unwrap();
+    assert!(first.contains("listening on 0.0.0.0:8080"), "{first}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = head.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = head.kill();
+            panic!("logs --follow kept running after its reader took one line and closed stdout");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(0));
+
     let follow = stack.command(&["logs", "--follow"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_secs(3));
     let killed = std::process::Command::new("kill").args(["-TERM", &follow.id().to_string()]).status().unwrap();
@@ -262,6 +285,21 @@ fn missing_source_fails_before_aws() {
     up.expect_code(2);
     assert!(up.stderr.contains("`build.source_dir`"), "{}", up.stderr);
     assert!(block_on(remaining(&stack)).is_empty(), "up created resources before the source check");
+}
+
+#[test]
+fn manifest_option_goes_before_the_command() {
+    let stack = Stack::new("mfirst");
+    let path = stack.manifest_path();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_deployer"))
+        .arg("-m")
+        .arg(&path)
+        .arg("validate")
+        .output()
+        .unwrap();
+    let run = Run::from(output);
+    run.expect_code(0);
+    assert!(run.stdout.contains("is valid"), "{}", run.stdout);
 }
 
 #[test]
@@ -598,6 +636,11 @@ fn rollback_passes_over_failed_revisions() {
     run.expect_code(0);
     assert_eq!(run.json()["deployed"]["task_definition"], format!("{}:1", stack.prefix()));
     assert!(run.stderr.contains(&format!("passing over `{}:2`", stack.prefix())), "{}", run.stderr);
+
+    // A revision that passes after `--to` loses its mark.
+    block_on(mark_failed_by_hand(&stack, 3));
+    stack.run(&["rollback", "--to", "3"]).expect_code(0);
+    assert!(!block_on(marked_failed(&stack, 3)), "revision 3 passed but kept its failed mark");
 
     // From revision 3, with 1 and 2 both marked, nothing older is left.
     stack.run(&["rollback", "--to", "3"]).expect_code(0);

@@ -366,6 +366,10 @@ pub async fn rollback(cx: &Cx, to: Option<&str>) -> Result<Deployed> {
         ));
         verify_switch(cx, &target, Some(&running)).await?;
     }
+    // Only `--to` can choose a revision marked failed, and it has now passed.
+    if to.is_some() {
+        task_definition::clear_failed(cx, &target).await;
+    }
     Ok(Deployed {
         changes,
         version,

@@ -330,6 +330,15 @@ pub async fn mark_failed(cx: &Cx, arn: &str) {
     }
 }
 
+/// Removes [`FAILED_TAG`] from `arn` after the revision passed the watch and the live check. A
+/// tag that cannot be removed is only logged.
+pub async fn clear_failed(cx: &Cx, arn: &str) {
+    if let Err(error) = cx.aws.ecs.untag_resource().resource_arn(arn).tag_keys(FAILED_TAG.0).send().await {
+        let error = Error::aws("untag task definition", arn, error);
+        tracing::warn!(%error, "could not clear the failed mark; a plain `deployer rollback` passes over this revision");
+    }
+}
+
 /// True when `arn` carries [`FAILED_TAG`].
 pub async fn is_marked_failed(cx: &Cx, arn: &str) -> Result<bool> {
     let described = cx
