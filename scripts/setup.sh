@@ -19,6 +19,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 with_browser=true
+if (($# > 1)); then
+    printf 'setup: error: too many arguments (%s); the only option is --no-browser\n' "$*" >&2
+    exit 2
+fi
 case ${1:-} in
 "") ;;
 --no-browser) with_browser=false ;;

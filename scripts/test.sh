@@ -12,6 +12,16 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# libtest sets no time limit on a test, so a test that hangs would stall the
+# run until CI kills it and prints nothing useful. Build first, with no limit,
+# then run the tests within TEST_TIME_LIMIT minutes (default 30; the suite takes
+# about 4). `timeout` stops the whole process group: cargo, the test binaries
+# and the servers they started.
+time_limit=${TEST_TIME_LIMIT:-30}
+if [[ ! $time_limit =~ ^[1-9][0-9]{0,3}$ ]]; then
+    echo "test: invalid TEST_TIME_LIMIT \`$time_limit\`; give a whole number of minutes from 1 to 9999, such as 30" >&2
+    exit 2
+fi
 scripts/setup.sh
 
 export DEPLOYER_MOTO_SERVER=$PWD/.venv/bin/moto_server
@@ -28,16 +38,6 @@ for argument in "$@"; do
     esac
 done
 
-# libtest sets no time limit on a test, so a test that hangs would stall the
-# run until CI kills it and prints nothing useful. Build first, with no limit,
-# then run the tests within TEST_TIME_LIMIT minutes (default 30; the suite takes
-# about 4). `timeout` stops the whole process group: cargo, the test binaries
-# and the servers they started.
-time_limit=${TEST_TIME_LIMIT:-30}
-if [[ ! $time_limit =~ ^[1-9][0-9]*$ ]]; then
-    echo "test: invalid TEST_TIME_LIMIT \`$time_limit\`; give a whole number of minutes from 1, such as 30" >&2
-    exit 2
-fi
 cargo test ${scope[@]+"${scope[@]}"} --no-run "$@"
 
 # Keep cargo's own output and end with one line that adds up every test binary's
