@@ -131,7 +131,8 @@ static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 /// one are dropped. The command goes on, and its exit code still reports how it ended, because a CI
 /// step with `pipefail` relies on it. Any other write error ends the process with exit code 1.
 pub fn print_line(text: &str) {
-    if stdout_closed() {
+    // Only the flag: polling stdout here would cost a system call per line.
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
         return;
     }
     let mut stdout = std::io::stdout().lock();

@@ -250,18 +250,9 @@ fn follow_stops_when_reader_closes() {
     let mut first = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(head.stdout.take().unwrap()), &mut first).unwrap();
     assert!(first.contains("listening on 0.0.0.0:8080"), "{first}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = head.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = head.kill();
-            panic!("logs --follow kept running after its reader took one line and closed stdout");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(status.code(), Some(0));
+    let ended = support::wait_within(&mut head, Duration::from_secs(15));
+    assert!(ended, "logs --follow kept running after its reader took one line and closed stdout");
+    assert_eq!(head.wait().unwrap().code(), Some(0));
 
     let follow = stack.command(&["logs", "--follow"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_secs(3));

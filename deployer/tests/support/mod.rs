@@ -80,6 +80,19 @@ fn python_path() -> PathBuf {
     moto_server_path().parent().unwrap().join("python")
 }
 
+/// Waits up to `limit` for `child` to exit. Returns false, after killing it, when it still runs.
+pub fn wait_within(child: &mut Child, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
 /// The shared moto server of this test binary: its endpoint URL.
 pub fn moto() -> &'static str {
     static ENDPOINT: OnceLock<String> = OnceLock::new();
@@ -322,18 +335,13 @@ health_url = "{health}"
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + limit;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let output = child.wait_with_output().unwrap();
-                panic!(
-                    "`deployer {}` did not end within {limit:?} after its reader closed stdout: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if !wait_within(&mut child, limit) {
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "`deployer {}` did not end within {limit:?} after its reader closed stdout: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         Run::from(child.wait_with_output().unwrap())
     }
